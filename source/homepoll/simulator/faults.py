@@ -162,3 +162,42 @@ def validate_script(script: str, known: dict[str, Iterable[str]]) -> list[str]:
                     f"known: {', '.join(sorted(known[name]))}"
                 )
     return problems
+
+
+@dataclass(frozen=True)
+class Served:
+    """A measurement a simulator served in a successful answer, in physical units.
+
+    Tests compare these with what homepoll stored: every one must be there exactly once.
+    ``ts`` is unix ms UTC, as homepoll stores it.
+    """
+
+    source: str
+    device_id: str
+    metric: str
+    ts: int
+    value: float
+
+
+class ServedLog:
+    """Thread-safe record of what a simulator served; de-duplicated by (device, metric, ts)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str, str, int], Served] = {}
+        self.requests = 0
+        self.successes = 0
+
+    def add(self, items: Iterable[Served]) -> None:
+        with self._lock:
+            for item in items:
+                self._items.setdefault((item.source, item.device_id, item.metric, item.ts), item)
+
+    def count_request(self, success: bool) -> None:
+        with self._lock:
+            self.requests += 1
+            self.successes += int(success)
+
+    def snapshot(self) -> list[Served]:
+        with self._lock:
+            return list(self._items.values())
