@@ -1,0 +1,309 @@
+"""Alert files: the one place a person is told that a source needs them (bad credentials).
+
+One file per collector in data/, created once per outage, updated in place while it lasts,
+removed by the first successful poll. The file itself is the state: a restarted daemon reads
+it back, so a restart neither clears an alert nor raises (and announces) it again.
+
+Methods are synchronous (file writes, fsync, an optional subprocess); the daemon calls them
+through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from homepoll.fsutil import atomic_write_text
+from homepoll.logs import redact
+
+log = logging.getLogger("homepoll.alerts")
+
+MAX_ERROR_CHARS = 300
+MAX_OUTPUT_CHARS = 2000
+COMMAND_TIMEOUT = 10.0
+
+# Environment variables the alert command must not inherit: it gets told what happened,
+# not the credentials.
+_SECRET_ENV = ("HOMEPOLL_HUE_USERNAME",)
+
+_TITLES = {
+    "hue": "the Hue bridge rejects homepoll's key",
+    "amazon_aqm": "Amazon rejects homepoll's cookies (token refresh needed)",
+}
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_LABEL_WIDTH = 18
+
+
+def sanitize(text: object, limit: int = MAX_ERROR_CHARS) -> str:
+    """One redacted line of at most ``limit`` characters: safe to put in a file a person reads."""
+    line = _CONTROL.sub(" ", redact(str(text)))
+    line = " ".join(line.split())
+    if len(line) > limit:
+        line = line[: limit - 1].rstrip() + "…"
+    return line
+
+
+def format_time(moment: datetime) -> str:
+    """ISO-8601 UTC to the second, "2026-11-22T07:01:12Z"."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def _parse_time(text: str) -> datetime | None:
+    text = text.replace("(UTC)", "").strip()
+    try:
+        return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def run_alert_command(
+    command: Sequence[str],
+    event: str,
+    collector: str,
+    path: Path,
+    *,
+    timeout: float = COMMAND_TIMEOUT,
+    extra_env: dict[str, str] | None = None,
+) -> bool:
+    """Run ``alerts.command`` without a shell; True when it exited 0.
+
+    Safe to call from any thread. Output goes to the log; a missing program, a non-zero
+    exit or a timeout is logged as a warning and never raised: a broken notification script
+    must not break polling.
+    """
+    argv = [str(part) for part in command]
+    if not argv:
+        return False
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+    env.update(extra_env or {})
+    env.update(
+        HOMEPOLL_ALERT_EVENT=event,
+        HOMEPOLL_ALERT_COLLECTOR=collector,
+        HOMEPOLL_ALERT_FILE=str(Path(path).absolute()),
+    )
+    name = argv[0]
+    try:
+        # A new session so a timeout kills the whole process group, including anything the
+        # script started that would otherwise keep the output pipe (and this thread) open.
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        ) as proc:
+            try:
+                output, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                output, _ = proc.communicate()
+                log.warning(
+                    "alerts.command %s (%s) did not finish within %g s and was killed%s",
+                    name,
+                    event,
+                    timeout,
+                    _output_suffix(output),
+                )
+                return False
+    except OSError as exc:
+        log.warning("alerts.command %s (%s) could not be started: %s", name, event, exc)
+        return False
+    if proc.returncode != 0:
+        log.warning(
+            "alerts.command %s (%s) exited with status %s%s",
+            name,
+            event,
+            proc.returncode,
+            _output_suffix(output),
+        )
+        return False
+    if output and output.strip():
+        log.info("alerts.command %s (%s)%s", name, event, _output_suffix(output))
+    return True
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
+
+
+def _output_suffix(output: bytes | None) -> str:
+    if not output or not output.strip():
+        return ""
+    text = redact(output.decode("utf-8", errors="replace").strip())
+    if len(text) > MAX_OUTPUT_CHARS:
+        text = text[:MAX_OUTPUT_CHARS] + " …(truncated)"
+    return ": output: " + text
+
+
+class AlertFile:
+    """The alert of one collector: raise on the first failure, update, clear on success."""
+
+    def __init__(
+        self,
+        path: Path,
+        collector: str,
+        remedy: str,
+        *,
+        command: tuple[str, ...] | None = None,
+        title: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        command_timeout: float = COMMAND_TIMEOUT,
+    ) -> None:
+        self.path = Path(path)
+        self.collector = collector
+        self.remedy = remedy.strip()
+        self.command = tuple(command) if command else None
+        self.title = title or _TITLES.get(collector, f"{collector} rejects homepoll's credentials")
+        self.command_timeout = command_timeout
+        self._now = now
+        self.since: datetime | None = None
+        self.count = 0
+        self.last_failure: datetime | None = None
+        self.last_error = ""
+        self._load()
+
+    @property
+    def is_open(self) -> bool:
+        return self.since is not None
+
+    def _load(self) -> None:
+        """Continue an outage recorded by an earlier process (restart survival)."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:  # exists but unreadable: still an open alert
+            log.warning("cannot read alert file %s: %s", self.path, exc)
+            text = ""
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            label, sep, value = line.partition(":")
+            if sep and label.strip() in (
+                "First failure",
+                "Failed polls",
+                "Last failure",
+                "Last error",
+            ):
+                fields.setdefault(label.strip(), value.strip())
+        since = _parse_time(fields.get("First failure", ""))
+        if since is None:  # unreadable or hand-edited: still an open alert, dated by the file
+            try:
+                since = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
+            except OSError:
+                since = self._now()
+        self.since = since
+        try:
+            self.count = max(0, int(fields.get("Failed polls", "0")))
+        except ValueError:
+            self.count = 0
+        self.last_failure = _parse_time(fields.get("Last failure", ""))
+        self.last_error = fields.get("Last error", "")
+        log.info(
+            "alert for %s still open since %s (%d failed polls): %s",
+            self.collector,
+            format_time(self.since),
+            self.count,
+            self.path,
+        )
+
+    def render(self) -> str:
+        """The file's text: what failed, since when, how often, the last error, what to do."""
+        assert self.since is not None
+
+        def row(label: str, value: object) -> str:
+            return f"{label + ':':<{_LABEL_WIDTH}}{value}"
+
+        last = self.last_failure or self.since
+        lines = [
+            f"homepoll: {self.title}",
+            row("Collector", self.collector),
+            row("First failure", f"{format_time(self.since)} (UTC)"),
+            row("Failed polls", self.count),
+            row("Last failure", f"{format_time(last)} (UTC)"),
+            row("Last error", self.last_error),
+            "",
+            "What to do:",
+            self.remedy,
+            "",
+            "homepoll deletes this file by itself after the next successful poll.",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def report_failure(self, error: str) -> None:
+        """Record one failed poll: create the file (and announce it) or update it in place."""
+        now = self._now()
+        raising = not self.is_open
+        if raising:
+            self.since = now
+            self.count = 0
+        self.count += 1
+        self.last_failure = now
+        self.last_error = sanitize(error)
+        self._write()
+        if raising:
+            log.critical(
+                "ALERT %s: %s: %s (see %s)",
+                self.collector,
+                self.title,
+                self.last_error,
+                self.path,
+            )
+            self._run_command("raise")
+        else:
+            log.debug("alert %s updated: %d failed polls", self.path.name, self.count)
+
+    def clear(self) -> bool:
+        """On a successful poll: remove the alert if one is open. True when one was cleared."""
+        if not self.is_open:
+            return False
+        count, since = self.count, self.since
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("cannot remove alert file %s: %s", self.path, exc)
+            return False
+        self.since = None
+        self.count = 0
+        self.last_failure = None
+        self.last_error = ""
+        assert since is not None
+        log.info(
+            "alert %s cleared: %s works again (open since %s, %d failed polls)",
+            self.path.name,
+            self.collector,
+            format_time(since),
+            count,
+        )
+        self._run_command("clear")
+        return True
+
+    def _write(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, self.render())
+        except OSError as exc:  # the CRITICAL log line still tells the person
+            log.error("cannot write alert file %s: %s", self.path, exc)
+
+    def _run_command(self, event: str) -> None:
+        if self.command:
+            run_alert_command(
+                self.command,
+                event,
+                self.collector,
+                self.path,
+                timeout=self.command_timeout,
+            )
