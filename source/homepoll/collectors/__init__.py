@@ -1,0 +1,1 @@
+"""Collectors: one module per source, each mapping its failures into homepoll.errors."""

@@ -1,0 +1,502 @@
+"""Philips Hue bridge (API v1) sensors through phue, with phue's pitfalls fixed.
+
+phue 1.1 hard-codes a 10 s socket timeout, never checks the HTTP status, hands every
+body to ``json.loads`` and logs the key (``Using username: ...``, URLs at DEBUG,
+tracebacks on timeouts). ``_HueBridge`` keeps phue's API but replaces ``connect()`` and
+``request()`` so that each call honours the attempt's timeout, every outcome maps to the
+error taxonomy, and the key never reaches a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import logging
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from homepoll.config import HueSettings
+from homepoll.errors import (
+    AuthError,
+    CollectorError,
+    PermanentError,
+    PollTimeout,
+    RateLimitedError,
+    TransientError,
+)
+from homepoll.model import CollectResult, Reading
+
+with warnings.catch_warnings():
+    # phue 1.1 compares with a literal using "is not" (SyntaxWarning when compiled).
+    warnings.simplefilter("ignore", SyntaxWarning)
+    import phue
+
+log = logging.getLogger("homepoll.collectors.hue")
+
+SOURCE = "hue"
+MAX_BODY = 5_000_000
+"""Largest answer read from the bridge; a real sensors list is tens of kB."""
+
+PAIR_WINDOW = 30.0
+"""Seconds a link-button press allows pairing (Hue API v1)."""
+
+_CHUNK = 65536
+_DEVICE_ID_LEN = 23  # "00:17:88:01:02:03:04:05": the MAC part of a uniqueid
+
+# Hue type -> (metric, unit, state field)
+_MAPPED = {
+    "ZLLPresence": ("presence", "bool", "presence"),
+    "ZLLLightLevel": ("light_level", "lux", "lightlevel"),
+    "ZLLTemperature": ("temperature", "degC", "temperature"),
+}
+
+ALERT_REMEDY = (
+    "The Hue bridge no longer accepts homepoll's key (it was deleted in the Hue app, or the "
+    "bridge was reset). To fix it:\n"
+    "  1. Press the round link button on top of the Hue bridge.\n"
+    "  2. Within 30 seconds run:  homepoll hue-pair --bridge {bridge}\n"
+    "     (add --config PATH if homepoll runs with a config file elsewhere). It saves the new\n"
+    "     key to the Hue key file (collectors.hue.username_file).\n"
+    "  3. Run:  sudo systemctl reload homepoll\n"
+    "     (or restart it) so the running daemon reads the new key.\n"
+    "This file disappears by itself after the next successful Hue poll."
+)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a numeric Retry-After header; None when absent or not a number."""
+    try:
+        seconds = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _remaining(deadline: float, bridge: str, timeout: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise PollTimeout(f"bridge {bridge} did not answer within {timeout:g} s")
+    return left
+
+
+def _check_status(response: http.client.HTTPResponse, bridge: str) -> None:
+    """Map a non-2xx HTTP status to the taxonomy; the bridge answers errors as 200 + list."""
+    status = response.status
+    if 200 <= status < 300:
+        return
+    if status == 429:
+        retry_after = _retry_after(response.getheader("Retry-After"))
+        raise RateLimitedError(
+            f"bridge {bridge} answered HTTP 429 (too many requests)", retry_after
+        )
+    if status == 503:
+        retry_after = _retry_after(response.getheader("Retry-After"))
+        raise RateLimitedError(f"bridge {bridge} answered HTTP 503 (overloaded)", retry_after)
+    if 300 <= status < 400:
+        # Never quote Location: it repeats the path, which contains the key.
+        location = (response.getheader("Location") or "").lower()
+        if location.startswith("https:") or not location:
+            raise PermanentError(
+                f"bridge {bridge} answered HTTP {status} with a redirect to HTTPS: it is an "
+                "HTTPS-only bridge (such as the Hue Bridge Pro) that the Hue API v1 / phue path "
+                "cannot speak"
+            )
+        raise PermanentError(
+            f"bridge {bridge} answered HTTP {status} (a redirect); homepoll speaks plain-HTTP "
+            "Hue API v1 only and does not follow redirects (an HTTPS-only bridge?)"
+        )
+    if status >= 500 or status == 408:
+        raise TransientError(f"bridge {bridge} answered HTTP {status}")
+    raise PermanentError(f"bridge {bridge} answered HTTP {status}")
+
+
+def _read_capped(
+    response: http.client.HTTPResponse,
+    conn: http.client.HTTPConnection,
+    deadline: float,
+    bridge: str,
+    timeout: float,
+) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if conn.sock is not None:
+            conn.sock.settimeout(_remaining(deadline, bridge, timeout))
+        chunk = response.read(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise PermanentError(f"bridge {bridge} sent an answer larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+
+
+def http_json(
+    bridge: str,
+    method: str,
+    path: str,
+    data: Any = None,
+    *,
+    timeout: float,
+    secret: str | None = None,
+) -> Any:
+    """One HTTP exchange with the bridge, returning the decoded JSON body.
+
+    ``timeout`` bounds the whole exchange (connect, answer, body), not each socket
+    operation. Every failure becomes a taxonomy error whose message names the bridge
+    but never ``path`` (it contains the key) nor ``secret``.
+    """
+    deadline = time.monotonic() + timeout
+    conn: http.client.HTTPConnection | None = None
+    try:
+        try:
+            conn = http.client.HTTPConnection(bridge, timeout=timeout)
+            conn.connect()
+        except TimeoutError:
+            raise PollTimeout(
+                f"bridge {bridge} did not accept a connection within {timeout:g} s"
+            ) from None
+        try:
+            body = None if data is None else json.dumps(data).encode()
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            conn.request(method, path, body=body, headers=headers)
+            assert conn.sock is not None
+            conn.sock.settimeout(_remaining(deadline, bridge, timeout))
+            response = conn.getresponse()
+            try:
+                _check_status(response, bridge)
+                raw = _read_capped(response, conn, deadline, bridge, timeout)
+            finally:
+                response.close()
+        except TimeoutError:
+            raise PollTimeout(f"bridge {bridge} did not answer within {timeout:g} s") from None
+    except CollectorError:
+        raise
+    except ConnectionRefusedError:
+        raise TransientError(f"bridge {bridge} refused the connection") from None
+    except http.client.RemoteDisconnected:
+        raise TransientError(f"bridge {bridge} closed the connection without answering") from None
+    except ConnectionResetError:
+        raise TransientError(f"bridge {bridge} reset the connection") from None
+    except socket.gaierror:
+        raise TransientError(f"cannot resolve the bridge's host name {bridge}") from None
+    except http.client.InvalidURL:
+        # str(exc) may quote the request path, which contains the key.
+        raise PermanentError(
+            f"cannot build a request for bridge {bridge!r} (bad address, or the Hue key "
+            "contains spaces or control characters)"
+        ) from None
+    except UnicodeError:
+        raise PermanentError("the Hue key contains characters that cannot be sent") from None
+    except http.client.HTTPException as exc:
+        raise TransientError(
+            f"bridge {bridge} sent a malformed HTTP answer ({type(exc).__name__})"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise TransientError(f"cannot reach bridge {bridge}: {reason}") from None
+    finally:
+        if conn is not None:
+            conn.close()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise TransientError(f"bridge {bridge} sent a non-JSON answer") from None
+
+
+class _HueBridge(phue.Bridge):
+    """phue's Bridge with a per-attempt timeout, HTTP status checks and no key in logs.
+
+    One instance per attempt: an abandoned attempt's worker thread keeps its own timeout.
+    """
+
+    def __init__(self, bridge: str, username: str, timeout: float) -> None:
+        self.timeout = timeout
+        # config_file_path explicitly: phue must never read or write ~/.python_hue.
+        super().__init__(ip=bridge, username=username, config_file_path=os.devnull)
+
+    def connect(self) -> None:
+        """phue's version only logs ``Using username: <key>`` when ip and username are given."""
+
+    def request(self, mode: str = "GET", address: str | None = None, data: Any = None) -> Any:
+        return http_json(
+            self.ip, mode, address or "/", data, timeout=self.timeout, secret=self.username
+        )
+
+
+def _hue_error(answer: Any) -> dict[str, Any] | None:
+    """The first Hue error of a ``[{"error": {...}}]`` answer, else None."""
+    if isinstance(answer, list) and answer and isinstance(answer[0], dict):
+        error = answer[0].get("error")
+        if isinstance(error, dict):
+            return error
+    return None
+
+
+def _raise_hue_error(error: dict[str, Any], bridge: str, key: str | None) -> None:
+    kind = error.get("type")
+    description = _redact(str(error.get("description", "")), key)[:200]
+    if kind == 1:
+        raise AuthError("the bridge rejected homepoll's key (Hue error 1: unauthorized user)")
+    if kind == 901:
+        raise TransientError(f"bridge {bridge} reported an internal error (Hue error 901)")
+    if kind == 3:
+        raise PermanentError(
+            f"bridge {bridge} says the resource is not available (Hue error 3: {description})"
+        )
+    raise PermanentError(f"bridge {bridge} answered Hue error {kind}: {description}")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class _Resource:
+    rid: str
+    type: str
+    name: str
+    uniqueid: str
+    state: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def device_id(self) -> str:
+        return self.uniqueid[:_DEVICE_ID_LEN] if self.uniqueid else f"hue-sensor-{self.rid}"
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _convert(metric: str, raw: Any) -> float | None:
+    if metric == "presence":
+        return (1.0 if raw else 0.0) if isinstance(raw, bool) else None
+    number = _number(raw)
+    if number is None:
+        return None
+    if metric == "temperature":
+        return number / 100
+    return round(10 ** ((number - 1) / 10000), 2)  # light_level: lightlevel -> lux
+
+
+def _parse_lastupdated(value: Any) -> int | None:
+    """Hue's ``lastupdated`` (UTC, no zone) as unix ms; None for "none" or garbage."""
+    if not isinstance(value, str) or value == "none":
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def _sort_key(rid: str) -> tuple[int, str]:
+    return (int(rid), "") if rid.isdigit() else (1 << 62, rid)
+
+
+def parse_sensors(
+    answer: Any,
+    *,
+    names: dict[str, str] | None = None,
+    sensors: tuple[str, ...] | list[str] = (),
+    now_ms: int,
+) -> CollectResult:
+    """Turn a ``GET /sensors`` answer into readings grouped by physical device.
+
+    Per-sensor problems (unreachable, never updated, null values) are skipped and
+    counted, never raised; only an answer of the wrong shape raises PermanentError.
+    """
+    if not isinstance(answer, dict):
+        raise PermanentError(
+            f"the bridge's sensors answer has an unexpected shape ({type(answer).__name__})"
+        )
+    names = names or {}
+    wanted = set(sensors)
+    devices: dict[str, list[_Resource]] = {}
+    for rid in sorted(answer, key=lambda r: _sort_key(str(r))):
+        item = answer[rid]
+        if not isinstance(item, dict) or item.get("type") not in _MAPPED:
+            continue  # Daylight, switches, CLIP sensors...: not ours to map
+        resource = _Resource(
+            rid=str(rid),
+            type=str(item["type"]),
+            name=str(item.get("name") or f"Hue sensor {rid}"),
+            uniqueid=str(item.get("uniqueid") or ""),
+            state=_as_dict(item.get("state")),
+            config=_as_dict(item.get("config")),
+        )
+        devices.setdefault(resource.device_id, []).append(resource)
+
+    result = CollectResult()
+    for device_id, resources in devices.items():
+        _collect_device(device_id, resources, names, wanted, now_ms, result)
+    return result
+
+
+def _collect_device(
+    device_id: str,
+    resources: list[_Resource],
+    names: dict[str, str],
+    wanted: set[str],
+    now_ms: int,
+    result: CollectResult,
+) -> None:
+    presence_name = next((r.name for r in resources if r.type == "ZLLPresence"), None)
+    lookup = [device_id, *(r.uniqueid for r in resources)]
+    lookup += [presence_name] if presence_name else []
+    lookup += [r.name for r in resources]
+    override = next((names[k] for k in lookup if k and k in names), None)
+    device_name = override or presence_name
+
+    if wanted and not wanted & {device_id, presence_name, override}:
+        resources = [r for r in resources if wanted & {r.rid, r.name, r.uniqueid}]
+        if not resources:
+            return
+    label = device_name or resources[0].name
+
+    skipped_before = result.skipped
+    for resource in resources:
+        metric, unit, field_name = _MAPPED[resource.type]
+        if resource.config.get("reachable") is False:
+            result.skipped += 1
+            continue
+        ts = _parse_lastupdated(resource.state.get("lastupdated"))
+        value = _convert(metric, resource.state.get(field_name))
+        if ts is None or value is None:
+            result.skipped += 1
+            continue
+        name = device_name or resource.name
+        result.readings.append(Reading(SOURCE, device_id, name, metric, unit, ts, value))
+
+    # Device-level values carry no timestamp: poll time, stored only when they change.
+    ordered = sorted(resources, key=lambda r: r.type != "ZLLPresence")
+    batteries = [r.config["battery"] for r in ordered if "battery" in r.config]
+    if batteries:
+        battery = _number(batteries[0])
+        if battery is None:
+            result.skipped += 1
+        else:
+            result.readings.append(
+                Reading(SOURCE, device_id, label, "battery", "%", now_ms, battery, on_change=True)
+            )
+    reachables = [r.config["reachable"] for r in ordered if "reachable" in r.config]
+    if reachables:
+        reachable = 1.0 if all(v is True for v in reachables) else 0.0
+        result.readings.append(
+            Reading(
+                SOURCE, device_id, label, "reachable", "bool", now_ms, reachable, on_change=True
+            )
+        )
+    if result.skipped > skipped_before:
+        why = "unreachable" if reachables and not all(reachables) else "no current value"
+        result.notes.append(f"{label}: {result.skipped - skipped_before} value(s) skipped ({why})")
+
+
+# --------------------------------------------------------------------------- collector
+
+
+class HueCollector:
+    """Reads every Hue sensor with one ``GET /api/<key>/sensors/`` per attempt."""
+
+    name = "hue"
+    alert_file = "ALERT_HUE_AUTH_NEEDED.txt"
+    alert_remedy = ALERT_REMEDY.format(bridge="HOST")
+
+    def __init__(self, settings: HueSettings, *, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self.alert_remedy = ALERT_REMEDY.format(bridge=settings.bridge)
+
+    def _fetch(self, key: str, timeout: float) -> Any:
+        bridge = _HueBridge(self._settings.bridge, key, timeout)
+        answer = bridge.get_sensor()  # no id: one request for all sensors
+        error = _hue_error(answer)
+        if error is not None:
+            _raise_hue_error(error, self._settings.bridge, key)
+        return answer
+
+    async def collect(self, timeout: float) -> CollectResult:
+        key = self._settings.username
+        if not key:
+            raise AuthError("no Hue key is configured: pair with homepoll hue-pair")
+        try:
+            answer = await asyncio.to_thread(self._fetch, key, timeout)
+        except CollectorError:
+            raise
+        except Exception as exc:  # a phue or parsing surprise: classify, secret-free
+            log.debug("unexpected %s from the Hue bridge", type(exc).__name__)
+            raise PermanentError(
+                f"unexpected {type(exc).__name__} talking to bridge {self._settings.bridge}: "
+                f"{_redact(str(exc), key)[:200]}"
+            ) from None
+        return parse_sensors(
+            answer,
+            names=self._settings.names,
+            sensors=self._settings.sensors,
+            now_ms=int(self._clock() * 1000),
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to release: phue opens one connection per request and closes it."""
+
+
+# --------------------------------------------------------------------------- pairing
+
+
+def pair(
+    bridge: str,
+    hostname: str,
+    *,
+    attempts_for: float = PAIR_WINDOW,
+    interval: float = 1.0,
+    timeout: float = 5.0,
+    on_waiting: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """Register homepoll with the bridge (link button) and return the new key.
+
+    Our own POST rather than phue's constructor registration, which writes the key
+    world-readable to ~/.python_hue. Retries while the bridge answers error 101.
+    """
+    give_up_at = clock() + attempts_for
+    body = {"devicetype": f"homepoll#{hostname}"[:40]}
+    while True:
+        answer = http_json(bridge, "POST", "/api", body, timeout=timeout)
+        if isinstance(answer, list) and answer and isinstance(answer[0], dict):
+            success = answer[0].get("success")
+            if isinstance(success, dict) and isinstance(success.get("username"), str):
+                return success["username"]
+        error = _hue_error(answer)
+        if error is None:
+            raise PermanentError(f"bridge {bridge} answered the pairing request unexpectedly")
+        if error.get("type") != 101:
+            _raise_hue_error(error, bridge, None)
+        if clock() + interval > give_up_at:
+            raise AuthError(f"link button not pressed within {attempts_for:g} s")
+        if on_waiting is not None:
+            on_waiting()
+        sleep(interval)
