@@ -57,7 +57,7 @@ class PermanentError(CollectorError):
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; ``problems`` holds one line per problem, each naming its key path."""
+    """The configuration is invalid; ``problems`` has one line per problem, naming its key path."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))

@@ -43,7 +43,7 @@ _JOURNAL_PRIORITY = {
 # Libraries that log secrets or full URLs. phue logs the key at INFO/DEBUG and tracebacks
 # containing it at ERROR: silence it entirely. httpx logs every request URL at INFO.
 _SILENCED = ("phue",)
-_QUIETED = ("httpx", "httpcore")
+_QUIETED = ("httpx", "httpcore", "apscheduler")  # apscheduler logs every run at INFO
 
 _secrets_lock = threading.Lock()
 _secrets: set[str] = set()

@@ -1,1 +1,1 @@
-"""Loopback simulators of the sources homepoll reads, with scripted faults, for tests and the demo."""
+"""Loopback simulators of homepoll's sources, with scripted faults, for tests and the demo."""

@@ -208,7 +208,7 @@ class HueBridgeSimulator:
         temperature = round(2000 + 150 * math.sin(k / 12 + device) + rng.randint(-40, 40))
         lightlevel = rng.randint(3000, 30000)
         presence = rng.random() < 0.35
-        battery = max(1, 100 - 7 * device - k // 5000)
+        battery = max(1, 100 - 7 * device - (k // 3600) % 20)  # k counts from the epoch
         return temperature, lightlevel, presence, battery
 
     def sensors_json(self) -> tuple[dict[str, dict[str, Any]], list[Served]]:

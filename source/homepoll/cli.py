@@ -1,0 +1,395 @@
+"""Command line: argument parsing and one small function per command.
+
+Every command turns a bad config into one line per problem and exit 78, never a
+traceback; the commands themselves live in the modules they drive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from homepoll import __version__
+from homepoll.config import (
+    Config,
+    ConfigError,
+    default_config_path,
+    describe_config,
+    load_config,
+    secret_problems,
+)
+from homepoll.errors import EX_CONFIG, CollectorError
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+class UsageProblem(Exception):
+    """A bad command-line value: reported like a config problem, exit 78."""
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config) if args.config else default_config_path()
+
+
+def _load(args: argparse.Namespace, *, require_secrets: bool = True) -> Config:
+    return load_config(_config_path(args), require_secrets=require_secrets)
+
+
+def _print_problems(problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f"homepoll: {problem}", file=sys.stderr)
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from homepoll.daemon import data_dir_problem, run_daemon, warn_if_readable_by_others
+    from homepoll.logs import setup_logging
+
+    config = _load(args)
+    problem = data_dir_problem(config.data_dir)
+    if problem:
+        raise ConfigError([problem])
+    setup_logging(config.log)
+    warn_if_readable_by_others(config)
+    code = run_daemon(config)
+    logging.shutdown()
+    # A phue worker thread may still sit in a socket read for up to attempt_timeout; all state is
+    # flushed and closed by now, so leave without joining it to keep the 10 s stop promise.
+    os._exit(code)
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from homepoll.collectors.base import COLLECTOR_NAMES, enabled_collectors
+    from homepoll.logs import setup_logging
+
+    config = _load(args)
+    if args.collector:
+        if args.collector not in COLLECTOR_NAMES:
+            raise UsageProblem(
+                f"--collector: unknown collector {args.collector!r}; "
+                f"known: {', '.join(COLLECTOR_NAMES)}"
+            )
+        names = [args.collector]
+    else:
+        names = enabled_collectors(config)
+    problems = [line for name in names for line in secret_problems(config, name)]
+    if problems:
+        raise ConfigError(problems)
+    if not args.dry_run:
+        from homepoll.daemon import data_dir_problem
+
+        problem = data_dir_problem(config.data_dir)
+        if problem:
+            raise ConfigError([problem])
+    setup_logging(config.log)
+    reports = asyncio.run(_once(config, names, store=not args.dry_run))
+    for report in reports:
+        _print_report(report, show_readings=True)
+    return EXIT_OK if reports and all(r.ok for r in reports) else EXIT_FAILED
+
+
+async def _once(config: Config, names: list[str], *, store: bool):
+    from homepoll.health import StatusFile
+    from homepoll.poller import StorageWriter, build_runner
+    from homepoll.storage import Storage
+
+    writer = StorageWriter(Storage(config.storage.path)) if store else None
+    status = (
+        StatusFile(config.data_dir / "status.json", keep_existing=True, keep_owner=True)
+        if store
+        else None
+    )
+    reports = []
+    try:
+        if writer is not None:
+            await writer.open()
+        for name in names:
+            runner = build_runner(name, config, writer=writer, status=status)
+            try:
+                reports.append(await runner.poll(store=store))
+                await runner.publish_status(None)
+            finally:
+                await runner.collector.aclose()
+    finally:
+        if writer is not None:
+            await writer.close()
+    return reports
+
+
+def _print_report(report, *, show_readings: bool) -> None:
+    if report.ok:
+        print(
+            f"{report.collector}: ok, {len(report.readings)} readings ({report.stored} new), "
+            f"{report.skipped} skipped, {report.attempts} attempt(s), {report.duration_ms} ms"
+        )
+    else:
+        print(
+            f"{report.collector}: FAILED ({report.outcome}) after {report.attempts} attempt(s): "
+            f"{report.error}"
+        )
+    if show_readings:
+        for r in report.readings:
+            when = datetime.fromtimestamp(r.ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            print(f"  {when}  {_safe(r.name):<28} {r.metric:<12} {r.value:>10g} {r.unit}")
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _safe(text: str) -> str:
+    """Names come from the network: never let control characters reach the terminal."""
+    return _UNPRINTABLE.sub("?", text)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(f"{config.path}: valid")
+    print(describe_config(config))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from homepoll.health import evaluate, format_status, read_status
+    from homepoll.storage import database_summary
+
+    config = _load(args, require_secrets=False)
+    status = read_status(config.data_dir / "status.json")
+    code, lines = evaluate(status, config.data_dir)
+    summary = database_summary(config.storage.path)
+    if args.json:
+        print(
+            json.dumps(
+                {"exit_code": code, "problems": lines, "status": status, "database": summary},
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        print(format_status(status, (code, lines), summary))
+    return code
+
+
+_SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: float) -> int:
+    """'90s', '15m', '1h', '2d', '1w' or an ISO date/time (UTC) -> unix ms."""
+    match = _SINCE.match(text.strip())
+    if match:
+        return int((now - float(match[1]) * _UNIT_SECONDS[match[2]]) * 1000)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageProblem(
+            f"--since: expected a duration like 1h, 30m, 2d or an ISO time, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def cmd_readings(args: argparse.Namespace) -> int:
+    from homepoll.storage import query_readings
+
+    config = _load(args, require_secrets=False)
+    since = parse_since(args.since, time.time())
+    rows = query_readings(config.storage.path, since, sensor=args.sensor, metric=args.metric)
+    fields = ["ts", "source", "device_id", "name", "metric", "unit", "value", "polled_at"]
+    if args.format == "json":
+        print(json.dumps([{k: row[k] for k in fields} for row in rows], ensure_ascii=False))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["time", *fields[1:]])
+        for row in rows:
+            writer.writerow([_iso_ms(row["ts"]), *(row[k] for k in fields[1:])])
+    else:
+        if not rows:
+            print(f"no readings since {_iso_ms(since)}")
+        for row in rows:
+            print(
+                f"{_iso_ms(row['ts'])}  {_safe(row['name']):<28} {row['metric']:<12} "
+                f"{row['value']:>10g} {row['unit']}"
+            )
+    return EXIT_OK
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_hue_pair(args: argparse.Namespace) -> int:
+    from homepoll.collectors.hue import pair
+    from homepoll.fsutil import write_secret_file
+
+    config = _load(args, require_secrets=False)
+    print(f"Press the round link button on the Hue bridge at {args.bridge} now (30 s)...")
+    shown = []
+
+    def waiting() -> None:
+        if not shown:
+            print("waiting for the link button...", flush=True)
+            shown.append(True)
+
+    try:
+        key = pair(args.bridge, socket.gethostname(), attempts_for=args.wait, on_waiting=waiting)
+    except CollectorError as exc:
+        print(f"homepoll: pairing failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    write_secret_file(config.hue.username_file, key + "\n")
+    print(f"paired with {args.bridge}; key saved to {config.hue.username_file} (mode 0600)")
+    if config.hue.bridge != args.bridge:
+        print(f"set collectors.hue.bridge: {args.bridge} in {config.path} to poll this bridge")
+    return EXIT_OK
+
+
+def cmd_amazon_cookies(args: argparse.Namespace) -> int:
+    from homepoll.cookies import missing_required, parse_cookie_input, save_cookie_file
+
+    config = _load(args, require_secrets=False)
+    source = args.file
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageProblem(
+            f"{source}: cannot read cookies: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    try:
+        cookies = parse_cookie_input(text)
+    except ValueError as exc:
+        raise UsageProblem(f"{'standard input' if source == '-' else source}: {exc}") from None
+    missing = missing_required(cookies)
+    save_cookie_file(config.amazon_aqm.cookies_file, cookies)
+    print(f"saved {len(cookies)} cookies to {config.amazon_aqm.cookies_file} (mode 0600)")
+    if missing:
+        print(
+            f"homepoll: the cookies lack {', '.join(missing)}; Amazon will reject them. Export all "
+            f"cookies of alexa.{config.amazon_aqm.domain} while signed in.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return asyncio.run(_test_cookies(config))
+
+
+async def _test_cookies(config: Config) -> int:
+    from homepoll.collectors.amazon_aqm import AmazonAqmCollector
+
+    collector = AmazonAqmCollector(config.amazon_aqm)
+    try:
+        monitors = await collector.discover()
+    except CollectorError as exc:
+        print(f"homepoll: Amazon did not accept the cookies: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await collector.aclose()
+    if not monitors:
+        print(
+            "homepoll: the cookies work but no air-quality monitor was found on "
+            f"{config.amazon_aqm.domain}; "
+            "check collectors.amazon_aqm.domain (the marketplace of your Amazon account)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"the cookies work; {len(monitors)} monitor(s) found:")
+    for monitor in monitors:
+        print(f"  {_safe(monitor.name)}  ({monitor.endpoint_id})")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from homepoll.simulator.run import run_simulators
+
+    return run_simulators(args.hue_port, args.aqm_port, args.faults)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from homepoll.demo import run_demo
+
+    return run_demo(duration=args.duration, data_dir=Path(args.data_dir) if args.data_dir else None)
+
+
+# -- parsing --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="config file (default: $HOMEPOLL_CONFIG, else ./config.yaml)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="homepoll",
+        description="Poll Hue sensors and the Amazon air-quality monitor into SQLite.",
+    )
+    parser.add_argument("--config", metavar="PATH", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"homepoll {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str):
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("run", cmd_run, "run the daemon in the foreground until SIGTERM/SIGINT")
+    p = add("once", cmd_once, "poll each enabled collector once through the daemon's poll path")
+    p.add_argument("--collector", metavar="NAME", help="poll only this collector, even if disabled")
+    p.add_argument("--dry-run", action="store_true", help="print the readings, write nothing")
+    add("check-config", cmd_check_config, "validate the config and print the effective settings")
+    p = add("status", cmd_status, "health per collector, open alerts, database size")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("readings", cmd_readings, "print stored readings")
+    p.add_argument("--since", default="1h", help="e.g. 30m, 1h, 2d or an ISO time (default 1h)")
+    p.add_argument("--sensor", metavar="TEXT", help="sensor name contains TEXT, or device id")
+    p.add_argument("--metric", metavar="NAME", help="temperature, humidity, pm25, ...")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = add("hue-pair", cmd_hue_pair, "register with a Hue bridge (press its link button)")
+    p.add_argument("--bridge", required=True, metavar="HOST", help="bridge host or host:port")
+    p.add_argument("--wait", type=float, default=30.0, help=argparse.SUPPRESS)
+    p = add("amazon-cookies", cmd_amazon_cookies, "import Amazon cookies and test them")
+    p.add_argument(
+        "file", nargs="?", default="-", metavar="FILE|-", help="export file, or - for stdin"
+    )
+    p = add("simulate", cmd_simulate, "run the Hue bridge and Alexa API simulators on loopback")
+    p.add_argument("--hue-port", type=int, default=8081)
+    p.add_argument("--aqm-port", type=int, default=8082)
+    p.add_argument("--faults", default="", metavar="SCRIPT", help="fault script, see docs")
+    p = add("demo", cmd_demo, "the whole daemon against the simulators, with scripted faults")
+    p.add_argument("--duration", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="keep the demo's data here (default: a temp folder)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = None
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EX_CONFIG
+    except UsageProblem as exc:
+        _print_problems([str(exc)])
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into head/less that closed early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -1,0 +1,335 @@
+"""The long-running daemon: one APScheduler job per collector, signals, reload, watchdog.
+
+The event loop is the only place that decides anything; SQLite runs in the writer
+thread and phue in worker threads, so a slow disk or bridge never stalls the loop
+(and with it the systemd watchdog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from homepoll import __version__, notify
+from homepoll.collectors.base import build_collector, enabled_collectors
+from homepoll.config import Config, ConfigError, load_config
+from homepoll.health import StatusFile
+from homepoll.logs import setup_logging
+from homepoll.poller import CollectorRunner, PollReport, StorageWriter, build_runner
+from homepoll.storage import Storage
+
+log = logging.getLogger("homepoll.daemon")
+
+SHUTDOWN_GRACE = 7.0
+"""Seconds an in-flight poll may take to finish after SIGTERM; the rest of 10 s is for flushing."""
+
+PRUNE_EVERY = 6 * 3600.0
+
+
+def _schedule_jitter(interval: float) -> float:
+    """A little random delay per run so many homepolls never hit one bridge in lockstep."""
+    return 0.0 if interval < 10 else min(interval * 0.02, 5.0)
+
+
+class Daemon:
+    """Runs the enabled collectors on their schedules until SIGTERM/SIGINT."""
+
+    def __init__(self, config: Config, *, on_report=None) -> None:
+        self.config = config
+        self.on_report = on_report
+        self.runners: dict[str, CollectorRunner] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._inflight: set[asyncio.Task] = set()
+        self._stop = asyncio.Event()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._writer: StorageWriter | None = None
+        self._status: StatusFile | None = None
+        self._reloading: asyncio.Task | None = None
+        self._watchdog: asyncio.Task | None = None
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._status = StatusFile(
+            self.config.data_dir / "status.json", pid=os.getpid(), version=__version__
+        )
+        self._writer = StorageWriter(
+            Storage(self.config.storage.path, commit_interval=self.config.storage.commit_interval)
+        )
+        await self._writer.open()
+        self._scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        self._scheduler.add_listener(
+            self._on_scheduler_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+        names = enabled_collectors(self.config)
+        for name in names:
+            self._add_collector(name)
+        if self.config.storage.retention_days > 0:
+            self._add_prune_job()
+        self._scheduler.start()
+        if not names:
+            log.warning("no collector is enabled in %s: nothing to poll", self.config.path)
+        log.info(
+            "homepoll %s started (pid %d): %s; database %s",
+            __version__,
+            os.getpid(),
+            ", ".join(f"{n} every {self.runners[n].interval:g} s" for n in names) or "idle",
+            self.config.storage.path,
+        )
+        await asyncio.to_thread(self._status.write)
+        notify.notify("READY=1\nSTATUS=started, first polls running")
+        self._watchdog = asyncio.create_task(self._watchdog_loop())
+        await self._stop.wait()
+        await self._shutdown()
+        return 0
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stopping (signal received)")
+            self._stop.set()
+
+    def request_reload(self) -> None:
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self.reload())
+
+    async def _shutdown(self) -> None:
+        notify.notify("STOPPING=1")
+        assert self._scheduler is not None and self._writer is not None
+        self._scheduler.pause()
+        pending = {t for t in self._inflight if not t.done()}
+        if pending:
+            log.info("waiting up to %g s for %d poll(s) in flight", SHUTDOWN_GRACE, len(pending))
+            _, still = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=1.0)
+        self._scheduler.shutdown(wait=False)
+        if self._watchdog:
+            self._watchdog.cancel()
+        for runner in self.runners.values():
+            try:
+                await runner.collector.aclose()
+            except Exception:
+                log.exception("%s: closing the collector failed", runner.name)
+        result = await self._writer.flush()
+        if result.error:
+            log.error(
+                "stopping with %d reading(s) that could not be written: %s",
+                result.queued,
+                result.error,
+            )
+        await self._writer.close()
+        log.info("stopped cleanly")
+
+    # -- polling ------------------------------------------------------------------------
+
+    def _add_collector(self, name: str) -> None:
+        assert self._scheduler is not None
+        runner = build_runner(name, self.config, writer=self._writer, status=self._status)
+        self.runners[name] = runner
+        self._locks[name] = asyncio.Lock()
+        self._scheduler.add_job(
+            self._poll_job,
+            trigger=self._trigger(runner.interval),
+            args=[name],
+            id=name,
+            name=f"poll {name}",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(runner.interval)),
+            next_run_time=datetime.now(UTC),
+        )
+
+    @staticmethod
+    def _trigger(interval: float) -> IntervalTrigger:
+        return IntervalTrigger(seconds=interval, jitter=_schedule_jitter(interval), timezone=UTC)
+
+    async def _poll_job(self, name: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            async with self._locks[name]:
+                runner = self.runners.get(name)
+                if runner is None or self._stop.is_set():
+                    return
+                before = runner.current_interval()
+                report = await runner.poll()
+                self._reschedule(runner, before, report)
+                await runner.publish_status(self._next_poll(name))
+                self._notify_status()
+                if self.on_report is not None:
+                    self.on_report(report)
+        except asyncio.CancelledError:
+            log.warning("%s: poll cancelled at shutdown; it will be redone next start", name)
+            raise
+        except Exception:  # the scheduler must never lose a job to a bug in one poll
+            log.exception("%s: poll failed unexpectedly", name)
+        finally:
+            self._inflight.discard(task)
+
+    def _reschedule(self, runner: CollectorRunner, before: float, report: PollReport) -> None:
+        assert self._scheduler is not None
+        job = self._scheduler.get_job(runner.name)
+        if job is None:
+            return
+        after = runner.current_interval()
+        if after != before:
+            job.reschedule(trigger=self._trigger(after))
+        if report.retry_after:
+            later = datetime.now(UTC) + timedelta(seconds=report.retry_after)
+            if job.next_run_time is None or job.next_run_time < later:
+                job.modify(next_run_time=later)
+                log.info(
+                    "%s: throttled by the source; next poll in %g s",
+                    runner.name,
+                    report.retry_after,
+                )
+
+    def _next_poll(self, name: str) -> float | None:
+        job = self._scheduler.get_job(name) if self._scheduler else None
+        if job is None or job.next_run_time is None:
+            return None
+        return job.next_run_time.timestamp()
+
+    def _notify_status(self) -> None:
+        parts = [f"{r.name} {r.state}" for r in self.runners.values()]
+        stored = sum(r.readings_stored for r in self.runners.values())
+        notify.notify(f"STATUS={', '.join(parts)}; {stored} readings stored since start")
+
+    def _on_scheduler_event(self, event) -> None:
+        if event.code == EVENT_JOB_ERROR:
+            log.error("job %s raised: %s", event.job_id, event.exception)
+        elif event.code == EVENT_JOB_MISSED:
+            log.warning("job %s missed its run time (the system was busy or asleep)", event.job_id)
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            log.warning("job %s skipped a run: the previous poll is still running", event.job_id)
+
+    def _add_prune_job(self) -> None:
+        assert self._scheduler is not None
+        self._scheduler.add_job(
+            self._prune_job,
+            trigger=IntervalTrigger(seconds=PRUNE_EVERY, timezone=UTC),
+            id="prune",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=60),
+        )
+
+    async def _prune_job(self) -> None:
+        assert self._writer is not None
+        days = self.config.storage.retention_days
+        if days > 0:
+            removed = await self._writer.prune(days)
+            if removed:
+                log.info("pruned %d reading(s) older than %g days", removed, days)
+
+    async def _watchdog_loop(self) -> None:
+        """Pings from the event loop itself: a frozen loop stops them, so systemd restarts us."""
+        interval = notify.watchdog_interval()
+        if interval is None:
+            return
+        freeze = float(os.environ.get("HOMEPOLL_TEST_FREEZE_LOOP_AFTER", "0") or 0)
+        started = time.monotonic()
+        while True:
+            notify.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+            if freeze and time.monotonic() - started >= freeze:
+                log.warning("test switch: freezing the event loop")
+                time.sleep(3600)  # deliberately blocking: proves the pings stop
+
+    # -- reload -------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config; apply it if valid, else keep the old one and say why."""
+        try:
+            new = await asyncio.to_thread(load_config, self.config.path)
+        except ConfigError as exc:
+            log.error("reload: %s is invalid; keeping the running configuration:", self.config.path)
+            for problem in exc.problems:
+                log.error("reload: %s", problem)
+            return
+        old = self.config
+        self.config = new
+        if new.log != old.log:
+            setup_logging(new.log)
+        if new.storage.path != old.storage.path or new.data_dir != old.data_dir:
+            log.warning("reload: data_dir and storage.path changes take effect after a restart")
+        for name in set(enabled_collectors(old)) | set(enabled_collectors(new)):
+            await self._reload_collector(name, old, new)
+        log.info("reload: configuration from %s applied", new.path)
+
+    async def _reload_collector(self, name: str, old: Config, new: Config) -> None:
+        assert self._scheduler is not None
+        enabled = getattr(new, name).enabled
+        if name not in self.runners:
+            if enabled:
+                self._add_collector(name)
+                log.info("reload: %s enabled", name)
+            return
+        async with self._locks[name]:
+            runner = self.runners[name]
+            if not enabled:
+                self._scheduler.remove_job(name)
+                del self.runners[name]
+                await runner.collector.aclose()
+                if self._status is not None:
+                    self._status.update_collector(name, state="disabled", next_poll=None)
+                    await asyncio.to_thread(self._status.write)
+                log.info("reload: %s disabled", name)
+                return
+            if getattr(new, name) == getattr(old, name) and new.backoff == old.backoff:
+                return
+            settings = getattr(new, name)
+            old_collector = runner.collector
+            runner.collector = build_collector(name, new)
+            await old_collector.aclose()
+            runner.interval = settings.interval
+            runner.retry = settings.retry
+            runner.backoff = new.backoff
+            runner.policy = type(runner.policy)(name, settings.retry)
+            job = self._scheduler.get_job(name)
+            if job is not None:
+                job.reschedule(trigger=self._trigger(runner.current_interval()))
+            log.info("reload: %s now every %g s", name, runner.current_interval())
+
+
+def run_daemon(config: Config, *, on_report=None) -> int:
+    """Run the daemon to a clean stop; returns the exit code."""
+    return asyncio.run(Daemon(config, on_report=on_report).run())
+
+
+def data_dir_problem(path: Path) -> str | None:
+    """A config-style problem line when the data folder cannot be created or written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"data_dir: cannot create {path}: {exc.strerror}"
+    if not os.access(path, os.W_OK):
+        return f"data_dir: {path} is not writable by this user"
+    return None
+
+
+def warn_if_readable_by_others(config: Config) -> None:
+    """One clear warning per file when the config or a secret file can be read by other users."""
+    from homepoll.fsutil import is_readable_by_others
+
+    candidates = [config.path, config.hue.username_file, config.amazon_aqm.cookies_file]
+    for path in candidates:
+        if path.exists() and is_readable_by_others(path):
+            log.warning("%s is readable by other users; run: chmod 600 %s", path, path)

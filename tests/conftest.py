@@ -1,0 +1,238 @@
+"""Shared fixtures: loopback simulators, config files in tmp_path, the daemon as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from homepoll.simulator.aqm_api import AqmApiSimulator
+from homepoll.simulator.hue_bridge import HueBridgeSimulator
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "source"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, every: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(every)
+
+
+@pytest.fixture
+def hue_sim() -> Iterator[HueBridgeSimulator]:
+    with HueBridgeSimulator(update_period=1.0) as sim:
+        yield sim
+
+
+@pytest.fixture
+def aqm_sim() -> Iterator[AqmApiSimulator]:
+    with AqmApiSimulator(update_period=1.0, monitors=2, fahrenheit_monitors=1) as sim:
+        yield sim
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Setup:
+    """A config folder in tmp_path pointed at the simulators, with short intervals."""
+
+    def __init__(self, root: Path, hue: HueBridgeSimulator | None, aqm: AqmApiSimulator | None):
+        self.root = root
+        self.data = root / "data"
+        self.config_path = root / "config.yaml"
+        self.hue = hue
+        self.aqm = aqm
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.settings: dict[str, Any] = {
+            "data_dir": "data",
+            "log": {"level": "DEBUG"},
+            "retry": {
+                "max_attempts": 3,
+                "initial_delay": 0.1,
+                "max_delay": 0.5,
+                "jitter": 0,
+                "attempt_timeout": 1.0,
+                "rate_limit_delay": 0.5,
+                "poll_budget": 0.9,
+            },
+            "backoff": {"failure_threshold": 3, "max_interval": 4},
+            "collectors": {
+                "hue": {
+                    "enabled": hue is not None,
+                    "bridge": hue.address if hue else "127.0.0.1:9",
+                    "interval": 1,
+                },
+                "amazon_aqm": {
+                    "enabled": aqm is not None,
+                    "base_url": f"http://{aqm.address}" if aqm else "http://127.0.0.1:9",
+                    "interval": 1,
+                },
+            },
+        }
+        if hue is not None:
+            self.write_hue_key(hue.key)
+        if aqm is not None:
+            self.write_cookies(aqm.valid_cookies)
+        self.write()
+
+    def write(self, **overrides: Any) -> Path:
+        self.settings = deep_merge(self.settings, overrides)
+        self.config_path.write_text(yaml.safe_dump(self.settings))
+        return self.config_path
+
+    def write_hue_key(self, key: str) -> None:
+        path = self.data / "hue_username"
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+
+    def write_cookies(self, cookies: dict[str, str]) -> None:
+        path = self.data / "amazon_cookies.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cookies))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+    @property
+    def db(self) -> Path:
+        return self.data / "readings.db"
+
+    def query(self, sql: str, *params: Any) -> list[tuple]:
+        if not self.db.exists():
+            return []
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+
+    def stored(self) -> set[tuple[str, str, str, int]]:
+        return {
+            (s, d, m, ts)
+            for s, d, m, ts in self.query("SELECT source, device_id, metric, ts FROM readings_view")
+        }
+
+    def row_count(self) -> int:
+        rows = self.query("SELECT count(*) FROM readings")
+        return rows[0][0] if rows else 0
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HOMEPOLL_", "NOTIFY_", "WATCHDOG_", "JOURNAL_"))
+        }
+        env["PYTHONPATH"] = str(SOURCE)
+        env.update(extra)
+        return env
+
+    def cli(
+        self, *args: str, input: str | None = None, timeout: float = 30, **env: str
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "homepoll", *args, "--config", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+            env=self.env(**env),
+            cwd=self.root,
+        )
+
+    def log_text(self) -> str:
+        path = self.data / "homepoll.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class Daemon:
+    """``homepoll run`` as a real subprocess."""
+
+    def __init__(self, setup: Setup, **env: str) -> None:
+        self.setup = setup
+        self.stderr_path = setup.root / f"stderr-{time.monotonic_ns()}.txt"
+        self._stderr = self.stderr_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "homepoll", "run", "--config", str(setup.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            env=setup.env(**env),
+            cwd=setup.root,
+        )
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._stderr.close()
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self._stderr.close()
+
+    def stderr(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def setup_factory(tmp_path: Path) -> Callable[..., Setup]:
+    def make(hue: HueBridgeSimulator | None = None, aqm: AqmApiSimulator | None = None) -> Setup:
+        return Setup(tmp_path, hue, aqm)
+
+    return make
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(setup: Setup, **env: str) -> Daemon:
+        daemon = Daemon(setup, **env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
