@@ -12,13 +12,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
-from homepoll.simulator.aqm_api import AqmApiSimulator
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
+
+if TYPE_CHECKING:
+    from homepoll.simulator.aqm_api import AqmApiSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source"
@@ -44,6 +46,8 @@ def hue_sim() -> Iterator[HueBridgeSimulator]:
 
 @pytest.fixture
 def aqm_sim() -> Iterator[AqmApiSimulator]:
+    from homepoll.simulator.aqm_api import AqmApiSimulator
+
     with AqmApiSimulator(update_period=1.0, monitors=2, fahrenheit_monitors=1) as sim:
         yield sim
 

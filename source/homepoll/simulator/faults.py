@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class FaultPlan:
         self._rng: random.Random | None = None
         self._rate = 0.0
         self.injected: dict[str, int] = {}
+        self.arrivals: deque[tuple[float, str]] = deque(maxlen=100_000)
+        """(time.monotonic() of arrival, fault kind or "ok") for every request decided."""
 
     def queue(self, kind: str, times: int = 1, **params: float | str) -> None:
         """The next ``times`` requests (after those already queued) get this fault."""
@@ -120,7 +123,9 @@ class FaultPlan:
             elif self._rng is not None and self._random_kinds and self._rng.random() < self._rate:
                 fault = Fault(self._rng.choice(self._random_kinds))
             if fault is None or fault.kind == "ok":
+                self.arrivals.append((time.monotonic(), "ok"))
                 return None
+            self.arrivals.append((time.monotonic(), fault.kind))
             self.injected[fault.kind] = self.injected.get(fault.kind, 0) + 1
             return fault
 

@@ -1,0 +1,134 @@
+"""Amazon cookie import: browser exports, name->value mappings and raw ``Cookie:`` lines.
+
+Users get their Alexa session from a desktop browser, and every cookie-export extension
+writes a slightly different shape; accepting the common ones here means the collector and
+the ``homepoll amazon-cookies`` command agree on what a valid cookie file is.
+Error messages never quote cookie values: they end up in logs and alert files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from homepoll.fsutil import write_secret_file
+
+__all__ = [
+    "REQUIRED_COOKIES",
+    "load_cookie_file",
+    "missing_required",
+    "parse_cookie_input",
+    "save_cookie_file",
+]
+
+REQUIRED_COOKIES = ("csrf",)
+"""Cookies without which no Alexa GraphQL call can succeed (``csrf`` is echoed as a header)."""
+
+_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_AMAZON_DOMAIN = re.compile(r"(^|\.)amazon\.[a-z.]+$")
+
+
+def parse_cookie_input(text: str) -> dict[str, str]:
+    """Cookies from a JSON export list, a JSON mapping or a ``Cookie:`` header line.
+
+    Raises ValueError with a message that never contains a cookie value.
+    """
+    text = text.strip().lstrip("\ufeff").strip()
+    if not text:
+        raise ValueError("the cookie input is empty")
+    if text[0] in "[{":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"the cookie input looks like JSON but is not valid JSON "
+                f"({exc.msg} at line {exc.lineno} column {exc.colno})"
+            ) from None
+        if isinstance(data, list):
+            cookies = _from_export_list(data)
+        elif isinstance(data, dict):
+            cookies = _from_mapping(data)
+        else:  # pragma: no cover - json.loads of "[..."/"{..." is a list or dict
+            raise ValueError("the cookie input is JSON but neither a list nor a mapping")
+    else:
+        cookies = _from_header(text)
+    if not cookies:
+        raise ValueError("the cookie input holds no cookies")
+    return cookies
+
+
+def _from_export_list(items: list[object]) -> dict[str, str]:
+    """Browser-export format (EditThisCookie, Cookie-Editor): objects with name/value/domain."""
+    cookies: dict[str, str] = {}
+    had_domain = False
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, dict) or "name" not in item or "value" not in item:
+            raise ValueError(f"cookie list item {index} is not an object with 'name' and 'value'")
+        name, value = item["name"], item["value"]
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValueError(f"cookie list item {index}: 'name' and 'value' must be strings")
+        domain = item.get("domain")
+        if isinstance(domain, str) and domain:
+            had_domain = True
+            if not _AMAZON_DOMAIN.search(domain.lower().lstrip(".")):
+                continue
+        _add(cookies, name, value)
+    if items and not cookies and had_domain:
+        raise ValueError("the cookie list holds no cookies for an amazon.* domain")
+    return cookies
+
+
+def _from_mapping(data: Mapping[str, object]) -> dict[str, str]:
+    cookies: dict[str, str] = {}
+    for name, value in data.items():
+        if not isinstance(value, str):
+            raise ValueError(f"cookie {name!r}: the value must be a string")
+        _add(cookies, name, value)
+    return cookies
+
+
+def _from_header(text: str) -> dict[str, str]:
+    """``Cookie: a=b; c=d`` (the prefix is optional), as copied from a browser's network tab."""
+    if "\n" in text:
+        raise ValueError("the cookie input is neither JSON nor a single Cookie: header line")
+    if text.lower().startswith("cookie:"):
+        text = text[len("cookie:") :]
+    cookies: dict[str, str] = {}
+    for index, part in enumerate(text.split(";"), start=1):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(
+                f"the cookie input is neither JSON nor a Cookie: header line "
+                f"(part {index} has no '=')"
+            )
+        _add(cookies, name.strip(), value.strip())
+    return cookies
+
+
+def _add(cookies: dict[str, str], name: str, value: str) -> None:
+    """Add one cookie after checking it can travel in a Cookie header unchanged."""
+    if not _NAME.match(name):
+        raise ValueError(f"invalid cookie name {name[:40]!r}")
+    if any(ch in value for ch in ";\r\n") or not value.isascii() or not value.isprintable():
+        raise ValueError(f"cookie {name!r} has a value that cannot be sent in a Cookie header")
+    cookies[name] = value
+
+
+def load_cookie_file(path: Path) -> dict[str, str]:
+    """Read and parse a cookie file; raises OSError (unreadable) or ValueError (invalid)."""
+    return parse_cookie_input(Path(path).read_text(encoding="utf-8"))
+
+
+def save_cookie_file(path: Path, cookies: Mapping[str, str]) -> None:
+    """Store cookies as a JSON name->value mapping, atomically and with mode 0600."""
+    write_secret_file(Path(path), json.dumps(dict(cookies), indent=2, sort_keys=True) + "\n")
+
+
+def missing_required(cookies: Mapping[str, str]) -> list[str]:
+    """Names of required cookies absent (or empty) in ``cookies``, e.g. ``["csrf"]``."""
+    return [name for name in REQUIRED_COOKIES if not cookies.get(name)]

@@ -1,0 +1,103 @@
+"""Cookie import: the three input forms users paste, and secret-free rejection of the rest."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from homepoll.cookies import (
+    load_cookie_file,
+    missing_required,
+    parse_cookie_input,
+    save_cookie_file,
+)
+
+
+def test_browser_export_list_keeps_only_amazon_cookies() -> None:
+    export = [
+        {"name": "csrf", "value": "c1", "domain": ".amazon.com", "path": "/", "secure": True},
+        {"name": "session-id", "value": "s1", "domain": "alexa.amazon.com", "hostOnly": True},
+        {"name": "at-acbuk", "value": "a1", "domain": ".amazon.co.uk"},
+        {"name": "_ga", "value": "tracker", "domain": ".google.com"},
+        {"name": "NID", "value": "x", "domain": "notamazon.com"},
+    ]
+    assert parse_cookie_input(json.dumps(export)) == {
+        "csrf": "c1",
+        "session-id": "s1",
+        "at-acbuk": "a1",
+    }
+
+
+def test_export_list_without_domains_keeps_everything() -> None:
+    export = [{"name": "csrf", "value": "c1"}, {"name": "ubid-main", "value": "u1"}]
+    assert parse_cookie_input(json.dumps(export)) == {"csrf": "c1", "ubid-main": "u1"}
+
+
+def test_name_value_mapping() -> None:
+    text = '\n{"csrf": "c1", "session-token": "\\"quoted+/=\\""}\n'
+    assert parse_cookie_input(text) == {"csrf": "c1", "session-token": '"quoted+/="'}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'Cookie: csrf=c1; session-id=s1; x-main="a=b"',
+        'csrf=c1; session-id=s1; x-main="a=b";',
+        'cookie:csrf=c1;session-id=s1;x-main="a=b"',
+    ],
+)
+def test_raw_cookie_header(line: str) -> None:
+    assert parse_cookie_input(line) == {"csrf": "c1", "session-id": "s1", "x-main": '"a=b"'}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   \n",
+        "hello world",
+        "[1, 2]",
+        '[{"name": "csrf"}]',
+        '[{"name": "csrf", "value": 5}]',
+        '{"csrf": 1}',
+        "{not json",
+        "[]",
+        "{}",
+        '"just a string"',
+        "a=b\nc=d",
+        '[{"name": "x", "value": "y", "domain": ".example.org"}]',
+        '{"bad name": "v"}',
+    ],
+)
+def test_garbage_is_rejected(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_cookie_input(text)
+
+
+def test_rejection_message_never_contains_a_value() -> None:
+    secret = "topsecret-value-\u00e9"
+    with pytest.raises(ValueError) as excinfo:
+        parse_cookie_input(json.dumps({"session-token": secret}))
+    assert "session-token" in str(excinfo.value)
+    assert "topsecret" not in str(excinfo.value)
+
+
+def test_save_is_0600_and_round_trips(tmp_path) -> None:
+    path = tmp_path / "sub" / "amazon_cookies.json"
+    save_cookie_file(path, {"csrf": "c1", "session-id": "s1"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_cookie_file(path) == {"csrf": "c1", "session-id": "s1"}
+    assert json.loads(path.read_text()) == {"csrf": "c1", "session-id": "s1"}
+
+
+def test_load_missing_file_raises_oserror(tmp_path) -> None:
+    with pytest.raises(OSError):
+        load_cookie_file(tmp_path / "nope.json")
+
+
+def test_missing_required() -> None:
+    assert missing_required({"session-id": "s"}) == ["csrf"]
+    assert missing_required({"csrf": ""}) == ["csrf"]
+    assert missing_required({"csrf": "c", "session-id": "s"}) == []
