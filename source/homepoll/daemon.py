@@ -107,6 +107,8 @@ class Daemon:
             self._reloading = asyncio.get_running_loop().create_task(self.reload())
 
     async def _shutdown(self) -> None:
+        if self._watchdog:
+            self._watchdog.cancel()
         notify.notify("STOPPING=1")
         assert self._scheduler is not None and self._writer is not None
         self._scheduler.pause()
@@ -119,8 +121,6 @@ class Daemon:
             if still:
                 await asyncio.wait(still, timeout=1.0)
         self._scheduler.shutdown(wait=False)
-        if self._watchdog:
-            self._watchdog.cancel()
         for runner in self.runners.values():
             try:
                 await runner.collector.aclose()
@@ -310,8 +310,23 @@ class Daemon:
 
 
 def run_daemon(config: Config, *, on_report=None) -> int:
-    """Run the daemon to a clean stop; returns the exit code."""
-    return asyncio.run(Daemon(config, on_report=on_report).run())
+    """Run the daemon to a clean stop; returns the exit code.
+
+    Not ``asyncio.run``: it joins the default executor, where a phue call cancelled at
+    shutdown may still sit in a socket read for up to ``attempt_timeout``. Everything is
+    flushed and closed by the time ``Daemon.run`` returns, so that thread is left behind.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(Daemon(config, on_report=on_report).run())
+    finally:
+        leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def data_dir_problem(path: Path) -> str | None:
