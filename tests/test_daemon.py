@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import Setup, free_port, wait_for
 
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
+from tests.conftest import Setup, free_port, wait_for
 
 ALERT = "ALERT_HUE_AUTH_NEEDED.txt"
 
