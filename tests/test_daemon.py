@@ -426,3 +426,20 @@ def test_once_dry_run_writes_nothing(frozen_hue, setup_factory) -> None:
     assert "temperature" in result.stdout
     assert not setup.db.exists()
     assert not Path(setup.data / "status.json").exists()
+
+
+def test_a_second_daemon_on_the_same_data_folder_refuses_to_start(
+    hue_sim, setup_factory, daemons
+) -> None:
+    setup = setup_factory(hue=hue_sim)
+    first = daemons(setup)
+    wait_for(lambda: hue_state(setup).get("state") == "ok")
+    second = daemons(setup)
+    assert second.proc.wait(timeout=10) == 1
+    assert f"pid {first.proc.pid}" in second.stderr()
+    assert first.alive()
+    first.proc.kill()  # a crash releases the lock: a restart works at once
+    first.proc.wait()
+    third = daemons(setup)
+    wait_for(lambda: status_of(setup).get("pid") == third.proc.pid)
+    assert third.stop() == 0

@@ -55,13 +55,26 @@ def _print_problems(problems: Sequence[str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from homepoll.daemon import data_dir_problem, run_daemon, warn_if_readable_by_others
+    from homepoll.daemon import (
+        data_dir_problem,
+        lock_data_dir,
+        run_daemon,
+        warn_if_readable_by_others,
+    )
     from homepoll.logs import setup_logging
 
     config = _load(args)
     problem = data_dir_problem(config.data_dir)
     if problem:
         raise ConfigError([problem])
+    if lock_data_dir(config.data_dir) is None:
+        holder = (config.data_dir / "homepoll.lock").read_text().strip() or "?"
+        print(
+            f"homepoll: another homepoll (pid {holder}) is already running with data_dir "
+            f"{config.data_dir}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     setup_logging(config.log)
     warn_if_readable_by_others(config)
     code = run_daemon(config)

@@ -8,10 +8,12 @@ thread and phue in worker threads, so a slow disk or bridge never stalls the loo
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,10 +36,59 @@ SHUTDOWN_GRACE = 7.0
 
 PRUNE_EVERY = 6 * 3600.0
 
+CLOCK_JUMP_THRESHOLD = 2.0
+"""Seconds the wall clock may move against the monotonic clock between two scheduler wake-ups
+before it counts as a step (NTP slewing moves it by at most 0.5 ms per second)."""
+
 
 def _schedule_jitter(interval: float) -> float:
     """A little random delay per run so many homepolls never hit one bridge in lockstep."""
     return 0.0 if interval < 10 else min(interval * 0.02, 5.0)
+
+
+class ClockWatch:
+    """Notices steps of the wall clock (NTP sync after boot on a Pi, a date set by hand).
+
+    APScheduler 3 keeps its schedule in wall-clock time while it sleeps on the event loop's
+    monotonic timer, so after a step back every job looks hours away (polling would stall
+    until the clock caught up) and after a step forward every job looks overdue. Comparing
+    ``wall - monotonic`` between wake-ups measures the step so the daemon can move the schedule
+    with it.
+    """
+
+    def __init__(
+        self,
+        *,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        threshold: float = CLOCK_JUMP_THRESHOLD,
+    ) -> None:
+        self._wall = wall
+        self._mono = mono
+        self._threshold = threshold
+        self._offset = wall() - mono()
+
+    def check(self) -> float:
+        """Seconds the wall clock stepped since the last check (0.0 for none or mere drift)."""
+        offset = self._wall() - self._mono()
+        step = offset - self._offset
+        self._offset = offset  # drift below the threshold never adds up to a false step
+        return step if abs(step) >= self._threshold else 0.0
+
+
+class _Scheduler(AsyncIOScheduler):
+    """AsyncIOScheduler that lets the daemon absorb a wall-clock step before each decision."""
+
+    def __init__(self, *, before_processing: Callable[[], None], **options) -> None:
+        self._before_processing = before_processing
+        super().__init__(**options)
+
+    def _process_jobs(self):  # APScheduler 3.x: the one place that compares jobs with "now"
+        try:
+            self._before_processing()
+        except Exception:  # never let the check stop the scheduler
+            log.exception("checking the wall clock failed")
+        return super()._process_jobs()
 
 
 class Daemon:
@@ -55,6 +106,7 @@ class Daemon:
         self._status: StatusFile | None = None
         self._reloading: asyncio.Task | None = None
         self._watchdog: asyncio.Task | None = None
+        self._clock_watch = ClockWatch()
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -71,7 +123,10 @@ class Daemon:
             Storage(self.config.storage.path, commit_interval=self.config.storage.commit_interval)
         )
         await self._writer.open()
-        self._scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        self._clock_watch.check()  # start from the clock as it is now
+        self._scheduler = _Scheduler(
+            before_processing=self._absorb_clock_jump, event_loop=loop, timezone=UTC
+        )
         self._scheduler.add_listener(
             self._on_scheduler_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
@@ -138,8 +193,27 @@ class Daemon:
 
     # -- polling ------------------------------------------------------------------------
 
+    def _absorb_clock_jump(self) -> None:
+        """Move every job by a wall-clock step, so each poll keeps its place in real time.
+
+        Runs before the scheduler compares jobs with "now" and before the daemon computes a
+        new run time, so every run time the scheduler holds is in the same clock frame.
+        """
+        step = self._clock_watch.check()
+        if not step or self._scheduler is None:
+            return
+        log.warning(
+            "the wall clock jumped %s by %s; moving the poll schedule with it",
+            "forward" if step > 0 else "back",
+            _duration(abs(step)),
+        )
+        for job in self._scheduler.get_jobs():
+            if job.next_run_time is not None:
+                job.modify(next_run_time=job.next_run_time + timedelta(seconds=step))
+
     def _add_collector(self, name: str) -> None:
         assert self._scheduler is not None
+        self._absorb_clock_jump()
         runner = build_runner(name, self.config, writer=self._writer, status=self._status)
         self.runners[name] = runner
         self._locks[name] = asyncio.Lock()
@@ -185,6 +259,7 @@ class Daemon:
 
     def _reschedule(self, runner: CollectorRunner, before: float, report: PollReport) -> None:
         assert self._scheduler is not None
+        self._absorb_clock_jump()
         job = self._scheduler.get_job(runner.name)
         if job is None:
             return
@@ -303,10 +378,19 @@ class Daemon:
             runner.retry = settings.retry
             runner.backoff = new.backoff
             runner.policy = type(runner.policy)(name, settings.retry)
+            self._absorb_clock_jump()
             job = self._scheduler.get_job(name)
             if job is not None:
                 job.reschedule(trigger=self._trigger(runner.current_interval()))
             log.info("reload: %s now every %g s", name, runner.current_interval())
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
 
 
 def run_daemon(config: Config, *, on_report=None) -> int:
@@ -338,6 +422,24 @@ def data_dir_problem(path: Path) -> str | None:
     if not os.access(path, os.W_OK):
         return f"data_dir: {path} is not writable by this user"
     return None
+
+
+def lock_data_dir(path: Path) -> int | None:
+    """Hold an exclusive lock on ``<data_dir>/homepoll.lock`` for the life of the process.
+
+    Two daemons on one data folder would poll twice and overwrite each other's status.json.
+    Returns the open descriptor (keep it open), or None when another process holds the lock.
+    The kernel releases the lock when the process dies, however it dies.
+    """
+    fd = os.open(path / "homepoll.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def warn_if_readable_by_others(config: Config) -> None:
