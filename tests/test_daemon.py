@@ -443,3 +443,22 @@ def test_a_second_daemon_on_the_same_data_folder_refuses_to_start(
     third = daemons(setup)
     wait_for(lambda: status_of(setup).get("pid") == third.proc.pid)
     assert third.stop() == 0
+
+
+def test_status_says_retrying_while_a_poll_waits_between_attempts(
+    hue_sim, setup_factory, daemons
+) -> None:
+    setup = setup_factory(hue=hue_sim)
+    setup.write(
+        retry={"initial_delay": 1.5, "max_delay": 2, "max_attempts": 2},
+        collectors={"hue": {"interval": 4}},
+    )
+    daemon = daemons(setup)
+    wait_for(lambda: hue_state(setup).get("state") == "ok")
+    hue_sim.faults.queue("error_901")
+    retrying = wait_for(
+        lambda: hue_state(setup) if hue_state(setup).get("state") == "retrying" else None, timeout=8
+    )
+    assert "901" in retrying["last_error"]
+    wait_for(lambda: hue_state(setup).get("state") == "ok", timeout=8)
+    assert daemon.stop() == 0

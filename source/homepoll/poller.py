@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from homepoll.alerts import AlertFile
 from homepoll.collectors.base import Collector, build_collector
 from homepoll.config import BackoffSettings, Config, RetrySettings
-from homepoll.errors import AuthError
+from homepoll.errors import AuthError, CollectorError
 from homepoll.health import StatusFile
 from homepoll.model import Reading
 from homepoll.retry import PollFailed, RetryPolicy
@@ -113,12 +113,12 @@ class CollectorRunner:
         self.interval = interval
         self.retry = retry
         self.backoff = backoff
-        self.policy = RetryPolicy(collector.name, retry, clock=clock)
         self.writer = writer
         self.alert = alert
         self.status = status
         self._clock = clock
         self._wall = wall
+        self.policy = self.make_policy(retry)
         self.consecutive_failures = 0
         self.state = "ok"
         self.last_success: float | None = None
@@ -127,6 +127,21 @@ class CollectorRunner:
         self.readings_stored = 0
         self.polls = 0
         self.outcomes: dict[str, int] = {}
+        self.next_poll: float | None = None
+        self._background: set[asyncio.Task] = set()
+
+    def make_policy(self, retry: RetrySettings) -> RetryPolicy:
+        """The retry policy for ``retry`` settings, reporting its retries to this runner."""
+        return RetryPolicy(self.name, retry, clock=self._clock, on_retry=self._on_retry)
+
+    def _on_retry(self, error: CollectorError, wait: float) -> None:
+        """Between attempts: say "retrying" in status.json, so a long wait is visible."""
+        self.state = "retrying"
+        self.last_error = str(error)
+        if self.status is not None and wait >= 1.0:
+            task = asyncio.get_running_loop().create_task(self.publish_status(self.next_poll))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def current_interval(self) -> float:
         """The cadence now: the configured interval, doubled per failed poll past the threshold."""
@@ -220,6 +235,7 @@ class CollectorRunner:
 
     async def publish_status(self, next_poll: float | None) -> None:
         """Write this collector's health into status.json (atomically, off the event loop)."""
+        self.next_poll = next_poll
         if self.status is None:
             return
         self.status.update_collector(

@@ -121,12 +121,14 @@ class RetryPolicy:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        on_retry: Callable[[CollectorError, float], None] | None = None,
     ) -> None:
         self.collector = collector
         self.settings = settings
         self._sleep = sleep
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
+        self.on_retry = on_retry  # told (error, wait) before each sleep: status shows "retrying"
 
     # -- delays ------------------------------------------------------------------------------
 
@@ -205,6 +207,8 @@ class RetryPolicy:
                 error,
                 _fmt(self._wait_for(state, retry_state)),
             )
+            if self.on_retry is not None and isinstance(error, CollectorError):
+                self.on_retry(error, self._wait_for(state, retry_state))
 
         retrying = AsyncRetrying(
             sleep=sleep,
