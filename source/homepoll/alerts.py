@@ -269,6 +269,8 @@ class AlertFile:
     def clear(self) -> bool:
         """On a successful poll: remove the alert if one is open. True when one was cleared."""
         if not self.is_open:
+            self._load()  # raised meanwhile by another process (``homepoll once``)?
+        if not self.is_open:
             return False
         count, since = self.count, self.since
         try:

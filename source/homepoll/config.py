@@ -8,7 +8,6 @@ Unknown keys are errors too: a typo must never silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -364,6 +363,8 @@ class _Checker:
             if moved and name in moved:
                 self.problem(key, f"unknown key here; did you mean {_join(prefix, moved[name])}?")
                 continue
+            import difflib  # only when a key is unknown: keeps the daemon's memory down
+
             close = difflib.get_close_matches(str(name).lower(), allowed, n=1, cutoff=0.6)
             if close:
                 self.problem(key, f'unknown key; did you mean "{close[0]}"?')

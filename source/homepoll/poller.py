@@ -216,7 +216,9 @@ class CollectorRunner:
         self.last_error = None
         if recovered:
             log.info("%s: poll succeeded again; back to every %g s", self.name, self.interval)
-        if store and self.alert is not None:
+        if store and self.alert is not None and (self.alert.is_open or self.alert.path.exists()):
+            # No thread hop on the usual alert-free poll; the stat catches an alert that another
+            # process (``homepoll once``) raised.
             await asyncio.to_thread(self.alert.clear)
 
     async def _on_failure(self, report: PollReport, auth: bool, store: bool) -> None:
