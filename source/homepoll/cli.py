@@ -225,7 +225,9 @@ def cmd_readings(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([{k: row[k] for k in fields} for row in rows], ensure_ascii=False))
     elif args.format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        # CRLF rows (RFC 4180): csv then quotes a bare CR inside a field too, so a sensor name
+        # from the network cannot split a row.
+        writer = csv.writer(sys.stdout, lineterminator="\r\n")
         writer.writerow(["time", *fields[1:]])
         for row in rows:
             writer.writerow([_iso_ms(row["ts"]), *(row[k] for k in fields[1:])])

@@ -377,7 +377,7 @@ class Daemon:
             runner.interval = settings.interval
             runner.retry = settings.retry
             runner.backoff = new.backoff
-            runner.policy = type(runner.policy)(name, settings.retry)
+            runner.policy = runner.make_policy(settings.retry)
             self._absorb_clock_jump()
             job = self._scheduler.get_job(name)
             if job is not None:

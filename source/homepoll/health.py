@@ -6,9 +6,12 @@ The daemon rewrites the file atomically after every poll; `homepoll status` only
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +32,9 @@ EXIT_NOT_RUNNING = 2
 
 STALE_GRACE = 120.0  # seconds past the latest next_poll before the file counts as stale
 STALE_WITHOUT_SCHEDULE = 3600.0  # when no collector has a next_poll
+LOW_DISK_BYTES = 1024 * 1024
+"""Below this much free space in data_dir, `status` reports the disk as full: the daemon cannot
+even rewrite status.json then, so the file alone would keep showing the last good state."""
 
 
 def iso_utc(moment: datetime) -> str:
@@ -174,6 +180,40 @@ def pid_alive(pid: object) -> bool:
     return True
 
 
+def disk_problems(data_dir: Path) -> list[str]:
+    """What is wrong with the data folder's filesystem (read-only, full), seen from outside.
+
+    When the disk is full or read-only the daemon cannot rewrite status.json, so `status` must
+    look at the filesystem itself to say why the status stopped changing.
+    """
+    read_only = f"data folder {data_dir} is on a read-only filesystem: nothing can be stored"
+    try:
+        info = os.statvfs(data_dir)
+    except OSError:
+        return []
+    if info.f_flag & os.ST_RDONLY:
+        return [read_only]
+    free = info.f_bavail * info.f_frsize
+    if free < LOW_DISK_BYTES:
+        return [f"disk full: {_size(free)} free for {data_dir}; readings are queued in memory"]
+    if not os.access(data_dir, os.W_OK):
+        return []  # not ours to probe (another user's folder)
+    # ext4 turned read-only after errors (errors=remount-ro) still looks writable to statvfs
+    # and access(): only a real write tells.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".status-probe-", dir=data_dir)
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return [read_only]
+        if exc.errno in (errno.EIO, errno.ENOSPC):
+            return [f"data folder {data_dir} cannot be written: {exc.strerror}"]
+        return []
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return []
+
+
 def _collectors(status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     collectors = status.get("collectors")
     if not isinstance(collectors, dict):
@@ -197,10 +237,12 @@ def evaluate(
     now = now or datetime.now(UTC)
     alerts = open_alerts(data_dir)
     alert_lines = [f"alert open: {path}" for path in alerts]
+    disk_lines = disk_problems(data_dir)
     if status is None:
         return EXIT_NOT_RUNNING, [
             f"not running: no status file in {data_dir} (homepoll has not run here yet)",
             *alert_lines,
+            *disk_lines,
         ]
 
     down: list[str] = []
@@ -226,7 +268,7 @@ def evaluate(
         elif age > STALE_WITHOUT_SCHEDULE:
             down.append(f"stale: last update {_duration(age)} ago and no poll scheduled")
 
-    degraded: list[str] = []
+    degraded: list[str] = list(disk_lines)
     for name, entry in sorted(collectors.items()):
         state = entry.get("state")
         if state in DEGRADED_STATES:

@@ -27,6 +27,19 @@ MIN_SECRET_LENGTH = 6
 # was never registered (a key typed into a bridge URL by hand, an old key from a log of phue).
 _HUE_URL_KEY = re.compile(r"(/api/)[^/\s\"'?#<>]+")
 
+# Control characters in a message (a sensor name from the network, a command's output) would
+# start a forged line in the log file or the journal: they are written as escapes instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in "\n\r":
+        return "\\n" if char == "\n" else "\\r"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
+
+
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
@@ -91,7 +104,7 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # bad %-args: keep the information, still redacted
             message = f"{record.msg!s} (unformattable args: {record.args!r})"
-        record.msg = redact(message)
+        record.msg = _CONTROL.sub(_escape_control, redact(message))
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = self._exc_formatter.formatException(record.exc_info)

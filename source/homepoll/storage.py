@@ -441,8 +441,10 @@ class Storage:
         )
         if cur.rowcount != 1:
             return 0
-        # Track the newest row only for sensors we already follow (on_change ones).
-        if key in last and (newest is None or r.ts >= newest[0]):
+        # Track the newest row only for sensors we already follow (on_change ones). An on-change
+        # value is compared with the one stored last even when its ts is older: after the wall
+        # clock stepped back, comparing with the "newest" (future) row would store every poll.
+        if key in last and (r.on_change or newest is None or r.ts >= newest[0]):
             last[key] = (r.ts, r.value)
         return 1
 

@@ -340,6 +340,7 @@ async def _read_capped(response: httpx.Response) -> bytes:
     async for chunk in response.aiter_bytes():
         total += len(chunk)
         if total > MAX_RESPONSE_BYTES:
+            chunks.clear()  # a traceback kept anywhere (a log record) must not pin 5 MB
             raise PermanentError(
                 f"Amazon's answer is larger than {MAX_RESPONSE_BYTES // 1_000_000} MB; giving up"
             )

@@ -10,6 +10,7 @@ error taxonomy, and the key never reaches a log line or an exception message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.client
 import json
 import logging
@@ -94,6 +95,50 @@ def _remaining(deadline: float, bridge: str, timeout: float) -> float:
     return left
 
 
+class _DeadlineSocket(socket.socket):
+    """A socket whose every read may use only the time left before one overall deadline.
+
+    A socket timeout bounds each ``recv``, not the exchange: a server that drips its answer a
+    byte at a time never trips it, and http.client's buffered reads (headers line by line, the
+    body in chunks) would keep the worker thread for hours after the poll gave up. Those
+    threads are the loop's few shared workers (status and alert writes use them too).
+    """
+
+    __slots__ = ("deadline",)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):  # type: ignore[override]
+        self._before_read()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize, flags=0):  # type: ignore[override]
+        self._before_read()
+        return super().recv(bufsize, flags)
+
+    def _before_read(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        self.settimeout(left)
+
+
+def _deadline_connection(
+    deadline: float,
+    address: tuple[str, int],
+    timeout: float,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
+    """``socket.create_connection`` returning a ``_DeadlineSocket`` (http.client's hook)."""
+    plain = socket.create_connection(address, timeout, source_address)
+    try:
+        sock = _DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+    except BaseException:
+        plain.close()
+        raise
+    sock.deadline = deadline
+    sock.settimeout(timeout)
+    return sock
+
+
 def _check_status(response: http.client.HTTPResponse, bridge: str) -> None:
     """Map a non-2xx HTTP status to the taxonomy; the bridge answers errors as 200 + list."""
     status = response.status
@@ -142,6 +187,7 @@ def _read_capped(
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_BODY:
+            chunks.clear()  # a traceback kept anywhere (a log record) must not pin 5 MB
             raise PermanentError(f"bridge {bridge} sent an answer larger than {MAX_BODY} bytes")
         chunks.append(chunk)
 
@@ -166,6 +212,7 @@ def http_json(
     try:
         try:
             conn = http.client.HTTPConnection(bridge, timeout=timeout)
+            conn._create_connection = functools.partial(_deadline_connection, deadline)  # type: ignore[attr-defined]
             conn.connect()
         except TimeoutError:
             raise PollTimeout(

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import random
+import select
 import socket
 import struct
 import threading
@@ -397,6 +398,12 @@ class AqmApiSimulator:
         if fault and kind == "slow" and self._stopping.wait(fault.number("seconds", 15.0)):
             handler.close_connection = True  # stopping: give up without an answer
             return
+        if fault and kind == "slow" and handler.client_gone():
+            # The client gave up waiting: an answer now would reach no one, so it must not be
+            # recorded as served (tests compare the served log with what homepoll stored).
+            self.served.count_request(False)
+            handler.close_connection = True
+            return
         if kind == "reset":
             self.served.count_request(False)
             handler.abort()
@@ -643,6 +650,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, payload: dict[str, Any] | list[Any]) -> None:
         self.send(status, payload, {})
+
+    def client_gone(self) -> bool:
+        """True when the peer has closed its end (EOF pending), e.g. after a client timeout."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except OSError:
+            return True
 
     def abort(self) -> None:
         """Close the connection with a TCP reset and no answer at all."""

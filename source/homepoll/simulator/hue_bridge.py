@@ -61,6 +61,7 @@ class _Device:
     reachable: bool = True
     never_updated: bool = False
     null_metrics: set[str] = field(default_factory=set)
+    name: str | None = None  # the motion sensor's name as set in the Hue app
 
     @property
     def mac(self) -> str:
@@ -178,6 +179,11 @@ class HueBridgeSimulator:
         with self._lock:
             self._devices[device - 1].reachable = reachable
 
+    def set_name(self, device: int, name: str) -> None:
+        """Rename the device's motion sensor (any text the Hue app accepts, or worse)."""
+        with self._lock:
+            self._devices[device - 1].name = name
+
     def set_never_updated(self, device: int, never: bool = True) -> None:
         """The device's resources report ``lastupdated: "none"`` (just paired, no report yet)."""
         with self._lock:
@@ -216,7 +222,7 @@ class HueBridgeSimulator:
         with self._lock:
             k, stamp = self._epoch()
             devices = [
-                (d.number, d.mac, d.room, d.reachable, d.never_updated, set(d.null_metrics))
+                (d.number, d.mac, d.name, d.reachable, d.never_updated, set(d.null_metrics))
                 for d in self._devices
             ]
         lastupdated = _hue_time(stamp)
@@ -238,7 +244,7 @@ class HueBridgeSimulator:
             }
         }
         served: list[Served] = []
-        for number, mac, room, reachable, never, nulls in devices:
+        for number, mac, custom_name, reachable, never, nulls in devices:
             temperature, lightlevel, presence, battery = self._values(number, k)
             lux = round(10 ** ((lightlevel - 1) / 10000), 2)
             config = {
@@ -253,7 +259,7 @@ class HueBridgeSimulator:
             resources = [
                 (
                     "ZLLPresence",
-                    f"{room} sensor",
+                    custom_name or f"{_Device(number).room} sensor",
                     "0406",
                     "presence",
                     {"presence": presence},
