@@ -75,6 +75,7 @@ class Setup:
         self.settings: dict[str, Any] = {
             "data_dir": "data",
             "log": {"level": "DEBUG"},
+            "storage": {"commit_interval": 0},  # tests look at the database after each poll
             "retry": {
                 "max_attempts": 3,
                 "initial_delay": 0.1,

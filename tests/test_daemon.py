@@ -462,3 +462,22 @@ def test_status_says_retrying_while_a_poll_waits_between_attempts(
     assert "901" in retrying["last_error"]
     wait_for(lambda: hue_state(setup).get("state") == "ok", timeout=8)
     assert daemon.stop() == 0
+
+
+def test_status_file_lives_in_the_runtime_directory_behind_a_symlink(
+    hue_sim, setup_factory, daemons
+) -> None:
+    setup = setup_factory(hue=hue_sim)
+    runtime = setup.root / "run"
+    runtime.mkdir()
+    daemon = daemons(setup, RUNTIME_DIRECTORY=str(runtime))
+    wait_for(lambda: hue_state(setup).get("state") == "ok")
+    public = setup.data / "status.json"
+    assert public.is_symlink()
+    assert public.resolve() == runtime / "status.json"
+    assert setup.cli("status").returncode == 0
+    assert setup.cli("once").returncode == 0  # writes through the link, does not replace it
+    assert public.is_symlink()
+    assert daemon.stop() == 0
+    runtime.joinpath("status.json").unlink()  # tmpfs is emptied when the service stops
+    assert setup.cli("status").returncode == 2

@@ -186,13 +186,25 @@ def test_evaluate_alert_file_present(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "fields", [{"queued": 12}, {"dropped": 3}, {"last_error": "database or disk is full"}]
+    "fields",
+    [
+        {"queued": 12, "last_error": "database is locked"},
+        {"dropped": 3},
+        {"last_error": "database or disk is full"},
+    ],
 )
 def test_evaluate_storage_trouble(tmp_path: Path, fields: dict):
     status = healthy_status(tmp_path)
     status.update_storage(**fields)
     status.write()
     assert evaluate(read_status(tmp_path / "status.json"), tmp_path, NOW)[0] == EXIT_DEGRADED
+
+
+def test_readings_waiting_for_a_batched_commit_are_healthy(tmp_path: Path):
+    status = healthy_status(tmp_path)
+    status.update_storage(queued=40, dropped=0, last_error=None)
+    status.write()
+    assert evaluate(read_status(tmp_path / "status.json"), tmp_path, NOW)[0] == 0
 
 
 def test_dead_daemon_wins_over_degraded(tmp_path: Path):

@@ -15,6 +15,8 @@ import pytest
 from homepoll import storage
 from homepoll.model import Reading
 from homepoll.storage import (
+    MIGRATIONS,
+    PAGE_SIZE,
     PollRecord,
     SchemaTooNewError,
     Storage,
@@ -96,7 +98,8 @@ def errors(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 def test_schema_version_wal_and_indexes(make, db: Path) -> None:
     make()
     assert db.parent.is_dir()
-    assert rows(db, "PRAGMA user_version") == [(1,)]
+    assert rows(db, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert rows(db, "PRAGMA page_size") == [(PAGE_SIZE,)]
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
     objects = dict(rows(db, "SELECT name, type FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
     assert objects == {
@@ -104,7 +107,6 @@ def test_schema_version_wal_and_indexes(make, db: Path) -> None:
         "readings": "table",
         "polls": "table",
         "readings_view": "view",
-        "polls_collector_started": "index",
     }
     cols = {t: [r[1] for r in rows(db, f"PRAGMA table_info({t})")] for t in objects}
     assert cols["readings"] == ["sensor_id", "ts", "value", "polled_at"]
@@ -436,7 +438,7 @@ def test_database_summary(make, db: Path) -> None:
     assert summary["exists"] is True and summary["error"] is None
     assert summary["size_bytes"] >= db.stat().st_size > 0
     assert (summary["sensors"], summary["readings"], summary["polls"]) == (3, 3, 2)
-    assert summary["newest_ts"] == T0 + 5 and summary["schema_version"] == 1
+    assert summary["newest_ts"] == T0 + 5 and summary["schema_version"] == len(MIGRATIONS)
 
 
 def test_database_summary_reports_unreadable_file(tmp_path: Path) -> None:
@@ -472,3 +474,20 @@ def test_latest_readings_per_sensor_without_scanning(make, db: Path) -> None:
             plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
             assert not [p for p in plan if re.match(r"SCAN (r|readings)\b", p)], plan
             assert any("SEARCH r USING PRIMARY KEY (sensor_id=?" in p for p in plan), plan
+
+
+def test_a_version_1_database_migrates_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "readings.db"
+    conn = sqlite3.connect(db)
+    MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO polls VALUES ('hue', 1, 1, 1, 'ok', 0, NULL)")
+    conn.commit()
+    conn.close()
+    s = Storage(db)
+    s.open()
+    s.close()
+    assert rows(db, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    indexes = rows(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'polls'")
+    assert indexes == []
+    assert len(recent_polls(db, "hue")) == 1

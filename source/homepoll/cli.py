@@ -115,13 +115,13 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 async def _once(config: Config, names: list[str], *, store: bool):
-    from homepoll.health import StatusFile
+    from homepoll.health import StatusFile, status_file_path
     from homepoll.poller import StorageWriter, build_runner
     from homepoll.storage import Storage
 
     writer = StorageWriter(Storage(config.storage.path)) if store else None
     status = (
-        StatusFile(config.data_dir / "status.json", keep_existing=True, keep_owner=True)
+        StatusFile(status_file_path(config.data_dir), keep_existing=True, keep_owner=True)
         if store
         else None
     )

@@ -78,7 +78,7 @@ class LogSettings:
 class StorageSettings:
     path: Path = Path("data/readings.db")
     retention_days: float = 0
-    commit_interval: float = 0
+    commit_interval: float = 300
 
 
 @dataclass(frozen=True)
@@ -448,7 +448,7 @@ class _Checker:
         return StorageSettings(
             path=self.path_value(sec, "path", "storage", data_dir / "readings.db"),
             retention_days=self.value(sec, "retention_days", "storage", _number(0), 0),
-            commit_interval=self.value(sec, "commit_interval", "storage", _number(0), 0),
+            commit_interval=self.value(sec, "commit_interval", "storage", _number(0), 300),
         )
 
     def retry_given(self, sec: dict, prefix: str) -> dict[str, Any]:

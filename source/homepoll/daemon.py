@@ -24,7 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from homepoll import __version__, notify
 from homepoll.collectors.base import build_collector, enabled_collectors
 from homepoll.config import Config, ConfigError, load_config
-from homepoll.health import StatusFile
+from homepoll.health import StatusFile, place_status_file
 from homepoll.logs import setup_logging
 from homepoll.poller import CollectorRunner, PollReport, StorageWriter, build_runner
 from homepoll.storage import Storage
@@ -116,9 +116,8 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self._status = StatusFile(
-            self.config.data_dir / "status.json", pid=os.getpid(), version=__version__
-        )
+        status_path = place_status_file(self.config.data_dir, os.environ.get("RUNTIME_DIRECTORY"))
+        self._status = StatusFile(status_path, pid=os.getpid(), version=__version__)
         self._writer = StorageWriter(
             Storage(self.config.storage.path, commit_interval=self.config.storage.commit_interval)
         )
@@ -347,6 +346,8 @@ class Daemon:
             log.warning("reload: data_dir and storage.path changes take effect after a restart")
         for name in set(enabled_collectors(old)) | set(enabled_collectors(new)):
             await self._reload_collector(name, old, new)
+        if self._writer is not None:
+            await self._writer.flush()  # a reload is a moment users expect the data on disk
         log.info("reload: configuration from %s applied", new.path)
 
     async def _reload_collector(self, name: str, old: Config, new: Config) -> None:

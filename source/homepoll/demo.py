@@ -38,6 +38,7 @@ def demo_settings() -> dict:
     return {
         "data_dir": ".",
         "log": {"level": "INFO"},
+        "storage": {"commit_interval": 0},  # show each poll's new rows as they happen
         "retry": {
             "max_attempts": 3,
             "initial_delay": 0.2,

@@ -21,6 +21,8 @@ from homepoll import __version__
 from homepoll.fsutil import atomic_write_text
 from homepoll.logs import redact
 
+STATUS_FILE = "status.json"
+
 log = logging.getLogger("homepoll.health")
 
 STATES = ("ok", "retrying", "failing", "auth_failed", "disabled")
@@ -278,7 +280,9 @@ def evaluate(
     degraded.extend(alert_lines)
     storage = status.get("storage") if isinstance(status.get("storage"), dict) else {}
     assert isinstance(storage, dict)
-    if _number(storage.get("queued")) > 0:
+    if _number(storage.get("queued")) > 0 and storage.get("last_error"):
+        # Readings waiting for the next batched commit (storage.commit_interval) are normal;
+        # only a queue that writes cannot empty is a problem.
         degraded.append(f"storage: {storage['queued']} readings queued in memory (writes failing)")
     if _number(storage.get("dropped")) > 0:
         degraded.append(f"storage: {storage['dropped']} readings dropped (queue overflow)")
@@ -410,3 +414,31 @@ def format_status(
             + (f" ({path})" if path else "")
         )
     return redact("\n".join(out)) + "\n"
+
+
+def status_file_path(data_dir: Path) -> Path:
+    """Where status.json is written: ``<data_dir>/status.json``, or where its symlink points."""
+    return (Path(data_dir) / STATUS_FILE).resolve()
+
+
+def place_status_file(data_dir: Path, runtime_dir: str | None) -> Path:
+    """Choose where the daemon writes status.json, and make ``<data_dir>/status.json`` find it.
+
+    It is rewritten after every poll: on an SD card that alone costs about 7 MB a day
+    (bench/experiments.py flash). Under systemd (``RuntimeDirectory=``) it goes to tmpfs,
+    and ``<data_dir>/status.json`` becomes a symlink to it, so readers keep the contract's path.
+    Without a runtime directory it stays a plain file in the data folder.
+    """
+    public = Path(data_dir) / STATUS_FILE
+    if not runtime_dir:
+        if public.is_symlink():
+            public.unlink()
+        return public
+    target = Path(runtime_dir.split(":")[0]) / STATUS_FILE
+    if public.is_symlink() and Path(os.readlink(public)) == target:
+        return target
+    temporary = public.with_name(f".{STATUS_FILE}.link")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target)
+    os.replace(temporary, public)
+    return target
