@@ -13,9 +13,7 @@ import contextlib
 import json
 import math
 import random
-import select
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +31,7 @@ from homepoll.simulator.faults import (
     parse_step,
     validate_script,
 )
+from homepoll.simulator.sockets import peer_closed, reset
 
 __all__ = ["FAULT_KINDS", "GRAPHQL_PATH", "RANDOM_KINDS", "AqmApiSimulator"]
 
@@ -652,20 +651,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send(status, payload, {})
 
     def client_gone(self) -> bool:
-        """True when the peer has closed its end (EOF pending), e.g. after a client timeout."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            if not readable:
-                return False
-            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except OSError:
-            return True
+        return peer_closed(self.connection)
 
     def abort(self) -> None:
         """Close the connection with a TCP reset and no answer at all."""
         self.close_connection = True
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
+        reset(self.connection)

@@ -11,9 +11,6 @@ import json
 import math
 import random
 import re
-import select
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from homepoll.simulator.faults import Fault, FaultPlan, Served, ServedLog, validate_script
+from homepoll.simulator.sockets import peer_closed, reset
 
 FAULT_KINDS = (
     "unauthorized",
@@ -404,14 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, json.dumps(payload).encode(), on_delivery=on_delivery)
 
     def _client_gone(self) -> bool:
-        """True when the peer closed its end (EOF pending), e.g. after a client timeout."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            if not readable:
-                return False
-            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except OSError:
-            return True
+        return peer_closed(self.connection)
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -464,8 +455,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {"Location": location},
             )
         elif kind == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()  # the RST goes out when rfile/wfile close too
+            reset(self.connection)  # the RST goes out when rfile/wfile close too
         elif kind == "empty":
             pass  # close without a reply
         else:
