@@ -80,6 +80,14 @@ def test_secret_files_are_created_0600_and_open_files_are_warned_about_once(
     assert any(str(cookies_file) in w for w in warnings)
     assert not any(str(key_file) in w for w in warnings)  # 0600: no warning
 
+    setup.config_path.chmod(0o640)  # the installer's root:homepoll layout: group may read
+    cookies_file.chmod(0o600)
+    (setup.data / "homepoll.log").unlink()
+    daemon = daemons(setup)
+    wait_for(lambda: "started" in setup.log_text())
+    assert daemon.stop() == 0
+    assert "readable by other users" not in setup.log_text()
+
     key = key_file.read_text().strip()
     shown = setup.cli("check-config", HOMEPOLL_HUE_USERNAME=key)
     assert shown.returncode == 0

@@ -447,7 +447,13 @@ def warn_if_readable_by_others(config: Config) -> None:
     """One clear warning per file when the config or a secret file can be read by other users."""
     from homepoll.fsutil import is_readable_by_others
 
-    candidates = [config.path, config.hue.username_file, config.amazon_aqm.cookies_file]
-    for path in candidates:
-        if path.exists() and is_readable_by_others(path):
+    # config.yaml holds no secret: group-readable (0640 root:homepoll, as install.sh makes it)
+    # is fine there; the secret files must be the service user's alone.
+    candidates = [
+        (config.path, 0o004),
+        (config.hue.username_file, 0o044),
+        (config.amazon_aqm.cookies_file, 0o044),
+    ]
+    for path, mask in candidates:
+        if path.exists() and is_readable_by_others(path, mask):
             log.warning("%s is readable by other users; run: chmod 600 %s", path, path)

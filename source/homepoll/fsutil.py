@@ -36,10 +36,10 @@ def write_secret_file(path: Path, text: str) -> None:
     atomic_write_text(path, text, mode=0o600)
 
 
-def is_readable_by_others(path: Path) -> bool:
-    """True when group or others may read ``path``: worth one warning for a secret or config."""
+def is_readable_by_others(path: Path, mask: int = 0o044) -> bool:
+    """True when group or others (``mask``) may read ``path``: worth one warning for a secret."""
     try:
-        return bool(Path(path).stat().st_mode & 0o044)
+        return bool(Path(path).stat().st_mode & mask)
     except OSError:
         return False
 
