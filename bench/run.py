@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _measure as m
 import _storage
 
+from homepoll.config import StorageSettings
+
 RESULTS = Path(__file__).resolve().parent / "results"
 MB = 1024 * 1024
 
@@ -298,10 +300,10 @@ def build_table(plan: Plan, r: dict) -> tuple[list[list[str]], list[tuple[str, b
         if not runs:
             continue
         per_day = med(runs, "bytes_per_day")
-        default = c == 0
+        default = c == StorageSettings().commit_interval
         add(
             f"flash writes per day, 20 sensors + 1 AQM, commit_interval {c}"
-            + (" (default)" if default else ""),
+            + (" (default; status.json in data/)" if default else ""),
             fmt(per_day / MB, " MB", 1),
             "—",
             "≤ 10 MB" if default else "—",
