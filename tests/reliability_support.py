@@ -16,12 +16,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.conftest import Setup
-
-# Metrics stored only when they change, with the poll time as ts: not in a simulator's served log.
-ON_CHANGE_METRICS = ("battery", "reachable")
+from tests.conftest import (  # re-exported: the invariant lives with the shared fixtures
+    ON_CHANGE_METRICS as ON_CHANGE_METRICS,
+)
+from tests.conftest import (
+    Setup,
+)
+from tests.conftest import (
+    assert_every_served_stored_once as assert_every_served_stored_once,
+)
+from tests.conftest import (
+    served_map as served_map,
+)
+from tests.conftest import (
+    stored_rows as stored_rows,
+)
 
 _FAKETIME_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
@@ -56,72 +65,6 @@ def record_figures(scenario: str, **figures: Any) -> None:
 
 
 # --------------------------------------------------------------------------- invariant
-
-
-def served_map(*sims: Any) -> dict[tuple[str, str, str, int], float]:
-    return {
-        (s.source, s.device_id, s.metric, s.ts): s.value
-        for sim in sims
-        for s in sim.served.snapshot()
-    }
-
-
-def stored_rows(setup: Setup, db: Path | None = None) -> list[tuple[str, str, str, int, float]]:
-    """Stored measurements (not the on-change battery/reachable rows)."""
-    path = db or setup.db
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute(
-            "SELECT source, device_id, metric, ts, value FROM readings_view WHERE metric NOT IN "
-            f"({', '.join('?' * len(ON_CHANGE_METRICS))})",
-            ON_CHANGE_METRICS,
-        ).fetchall()
-    finally:
-        conn.close()
-
-
-def assert_every_served_stored_once(
-    setup: Setup, *sims: Any, excused: Iterable[tuple[str, str, str, int]] = ()
-) -> dict[str, int]:
-    """Every measurement served in a successful answer is stored exactly once, nothing else is.
-
-    ``excused`` lists served measurements a scenario may legitimately miss (a poll in flight
-    when the daemon was killed); returns the counts for the figures table.
-    """
-    served = served_map(*sims)
-    assert served, "the simulators served nothing"
-    rows = stored_rows(setup)
-    stored = {(s, d, m, ts): v for s, d, m, ts, v in rows}
-    duplicated = len(rows) - len(stored)
-    assert duplicated == 0, "a measurement was stored twice"
-    unexpected = set(stored) - set(served)
-    assert not unexpected, f"stored but never served: {sorted(unexpected)[:5]}"
-    missing = set(served) - set(stored)
-    excused_set = set(excused)
-    lost = missing - excused_set
-    if lost:
-        first = min(k[3] for k in lost)
-        nearby = setup.query(
-            "SELECT collector, started_at, duration_ms, outcome, attempts, readings, error"
-            " FROM polls WHERE started_at BETWEEN ? AND ? ORDER BY started_at",
-            first - 3000,
-            first + 3000,
-        )
-        raise AssertionError(
-            f"{len(lost)} served measurement(s) not stored: {sorted(lost)[:3]}; "
-            f"polls around the first: {nearby}"
-        )
-    for key in set(served) & set(stored):
-        assert stored[key] == pytest.approx(served[key], rel=1e-3, abs=0.01), key
-    return {
-        "served": len(served),
-        "stored": len(stored),
-        "lost": len(lost),
-        "redone_or_excused": len(missing & excused_set),
-        "duplicated": duplicated,
-    }
 
 
 def secrets_of(*sims: Any) -> list[str]:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from homepoll.simulator.aqm_api import AqmApiSimulator
-from tests.conftest import Setup, wait_for
+from tests.conftest import assert_every_served_stored_once, wait_for
 
 ALERT = "ALERT_TOKEN_REFRESH_NEEDED.txt"
 METRICS = {
@@ -22,24 +22,6 @@ METRICS = {
     "co": "ppm",
     "iaq": "index",
 }
-
-
-def assert_every_served_stored_once(setup: Setup, *sims) -> None:
-    served = {
-        (s.source, s.device_id, s.metric, s.ts): s.value
-        for sim in sims
-        for s in sim.served.snapshot()
-    }
-    assert served
-    rows = setup.query(
-        "SELECT source, device_id, metric, ts, value FROM readings_view WHERE metric NOT IN "
-        "('battery', 'reachable')"
-    )
-    stored = {(s, d, m, ts): v for s, d, m, ts, v in rows}
-    assert len(stored) == len(rows)
-    assert set(stored) == set(served)
-    for key, value in served.items():
-        assert stored[key] == pytest.approx(value, rel=1e-3, abs=0.01), key
 
 
 @pytest.fixture

@@ -18,28 +18,9 @@ from pathlib import Path
 import pytest
 
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
-from tests.conftest import Setup, free_port, wait_for
+from tests.conftest import Setup, assert_every_served_stored_once, free_port, wait_for
 
 ALERT = "ALERT_HUE_AUTH_NEEDED.txt"
-
-
-def served_keys(sim: HueBridgeSimulator) -> dict[tuple[str, str, str, int], float]:
-    return {(s.source, s.device_id, s.metric, s.ts): s.value for s in sim.served.snapshot()}
-
-
-def assert_every_served_stored_once(setup: Setup, sim: HueBridgeSimulator) -> None:
-    """The invariant: all that was served in a successful answer is stored once, with its value."""
-    served = served_keys(sim)
-    assert served, "the simulator served nothing"
-    rows = setup.query(
-        "SELECT source, device_id, metric, ts, value FROM readings_view "
-        "WHERE metric IN ('temperature', 'light_level', 'presence')"
-    )
-    stored = {(s, d, m, ts): v for s, d, m, ts, v in rows}
-    assert len(rows) == len(stored), "a measurement was stored twice"
-    assert set(stored) == set(served)
-    for key, value in served.items():
-        assert stored[key] == pytest.approx(value, rel=1e-3, abs=0.01), key
 
 
 def status_of(setup: Setup) -> dict:

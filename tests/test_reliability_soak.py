@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from homepoll.simulator import aqm_api
 from homepoll.simulator.aqm_api import AqmApiSimulator
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
 from tests.conftest import wait_for
@@ -32,16 +33,7 @@ from tests.reliability_support import (
 )
 
 HUE_RANDOM = ("error_901", "http_503", "rate_limit", "reset", "garbage", "empty", "unauthorized")
-AQM_RANDOM = (
-    "http_503",
-    "reset",
-    "http_429",
-    "too_many_requests",
-    "rate_exceeded",
-    "property_error",
-    "unreachable",
-    "unauthenticated",
-)
+AQM_RANDOM = (*aqm_api.RANDOM_KINDS, "unauthenticated")  # plus auth: alerts raised and cleared
 
 
 @pytest.mark.soak
