@@ -144,7 +144,7 @@ class Setup:
         }
 
     def row_count(self) -> int:
-        rows = self.query("SELECT count(*) FROM readings")
+        rows = self.query("SELECT count(*) FROM readings_view")
         return rows[0][0] if rows else 0
 
     def env(self, **extra: str) -> dict[str, str]:

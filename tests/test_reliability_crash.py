@@ -41,7 +41,12 @@ PERIOD = 1.0  # simulators' update period (s)
 def _committed(db) -> set[tuple]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
-        return set(conn.execute("SELECT sensor_id, ts, value FROM readings"))
+        return set(
+            conn.execute(
+                "SELECT sensor_id, ts, value FROM readings UNION ALL"
+                " SELECT sensor_id, ts, value FROM readings_recent"
+            )
+        )
     finally:
         conn.close()
 

@@ -105,6 +105,7 @@ def test_schema_version_wal_and_indexes(make, db: Path) -> None:
     assert objects == {
         "sensors": "table",
         "readings": "table",
+        "readings_recent": "table",
         "polls": "table",
         "readings_view": "view",
     }
@@ -119,6 +120,9 @@ def test_schema_version_wal_and_indexes(make, db: Path) -> None:
     ]
     (sql,) = rows(db, "SELECT sql FROM sqlite_master WHERE name = 'readings'")[0]
     assert "WITHOUT ROWID" in sql and "PRIMARY KEY (sensor_id, ts)" in sql
+    assert cols["readings_recent"] == cols["readings"]
+    (sql,) = rows(db, "SELECT sql FROM sqlite_master WHERE name = 'readings_recent'")[0]
+    assert "WITHOUT ROWID" in sql and "PRIMARY KEY (ts, sensor_id)" in sql
 
 
 def test_reopen_keeps_data_and_refuses_newer_schema(make, db: Path) -> None:
@@ -192,9 +196,9 @@ def test_duplicate_ts_is_ignored(make, db: Path) -> None:
     assert s.write(batch, T0 + 65_000, poll(T0 + 5000)).stored == 0
     assert s.write([*batch, temp(T0 + 120_000, 21.0)], T0, poll(T0 + 10_000)).stored == 1
     assert rows(db, "SELECT readings FROM polls ORDER BY started_at") == [(2,), (0,), (1,)]
-    assert rows(db, "SELECT count(*) FROM readings") == [(3,)]
+    assert rows(db, "SELECT count(*) FROM readings_view") == [(3,)]
     # the first stored polled_at is kept: a re-read does not rewrite the row
-    assert rows(db, "SELECT polled_at FROM readings WHERE ts = ?", T0) == [(T0 + 61_000,)]
+    assert rows(db, "SELECT polled_at FROM readings_view WHERE ts = ?", T0) == [(T0 + 61_000,)]
 
 
 def test_sensor_rename_updates_the_one_sensor_row(make, db: Path) -> None:
@@ -300,7 +304,7 @@ def test_locked_database_keeps_readings_queued_then_writes_them_once(
     assert (r3.stored, r3.queued, r3.error) == (4, 0, None)  # battery 80 twice -> one row
     assert s.last_error is None
     assert any("work again" in m and "5 queued" in m for m in errors(caplog, logging.INFO))
-    assert rows(db, "SELECT count(*) FROM readings") == [(4,)]
+    assert rows(db, "SELECT count(*) FROM readings_view") == [(4,)]
     assert rows(db, "SELECT started_at, readings FROM polls ORDER BY started_at") == [
         (T0, 2),
         (T0 + 60_000, 1),
@@ -325,7 +329,7 @@ def test_disk_full_keeps_readings_queued_then_writes_them_once(make, db: Path) -
     conn.execute("PRAGMA max_page_count = 1073741823")
     r = s.write([temp(T0 + 5000, 1.0)], T0, poll(T0 + 3))
     assert (r.stored, r.queued, r.error) == (2001, 0, None)
-    assert rows(db, "SELECT count(*) FROM readings") == [(2002,)]
+    assert rows(db, "SELECT count(*) FROM readings_view") == [(2002,)]
     assert rows(db, "SELECT readings FROM polls ORDER BY started_at") == [(1,), (2000,), (0,), (1,)]
 
 
@@ -491,3 +495,128 @@ def test_a_version_1_database_migrates_and_keeps_its_rows(tmp_path: Path) -> Non
     indexes = rows(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'polls'")
     assert indexes == []
     assert len(recent_polls(db, "hue")) == 1
+
+
+# --------------------------------------------------------------------------- readings_recent
+
+
+def table_counts(db: Path) -> tuple[int, int]:
+    """(rows in readings, rows in readings_recent)."""
+    (counts,) = rows(
+        db, "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM readings_recent)"
+    )
+    return counts
+
+
+def test_new_rows_wait_in_readings_recent_until_the_row_limit_moves_them(make, db: Path) -> None:
+    s = make(merge_rows=5)
+    s.write([temp(T0 + i, i) for i in range(3)], T0, poll(T0))
+    assert table_counts(db) == (0, 3)
+    assert len(query_readings(db, 0)) == 3  # queries see readings_recent
+    s.write([temp(T0 + i, i) for i in range(3, 6)], T0, poll(T0 + 1))
+    assert table_counts(db) == (6, 0)  # 6 >= 5: moved in one go
+    # A re-read of a moved row is still a no-op, and counts as nothing stored.
+    r = s.write([temp(T0 + 2, 2), temp(T0 + 6, 6)], T0, poll(T0 + 2))
+    assert r.stored == 1 and table_counts(db) == (6, 1)
+    assert rows(db, "SELECT readings FROM polls ORDER BY started_at") == [(3,), (3,), (1,)]
+    values = [row["value"] for row in query_readings(db, 0)]
+    assert values == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_readings_recent_moves_after_the_merge_interval(make, db: Path) -> None:
+    clock = FakeClock()
+    s = make(clock=clock, merge_interval=3600)
+    s.write([temp(T0, 1.0)], T0, poll(T0))
+    clock.now += 3599
+    s.write([temp(T0 + 1, 2.0)], T0, poll(T0 + 1))
+    assert table_counts(db) == (0, 2)
+    clock.now += 1
+    s.write([temp(T0 + 2, 3.0)], T0, poll(T0 + 2))
+    assert table_counts(db) == (3, 0)
+    clock.now += 7200
+    s.write([temp(T0 + 2, 3.0)], T0, poll(T0 + 3))  # nothing new: nothing to move
+    assert table_counts(db) == (3, 0)
+
+
+def test_on_change_compares_with_the_newest_row_in_either_table(make, db: Path) -> None:
+    s = make(merge_rows=2)
+    s.write([battery(T0, 80), battery(T0 + 1, 70)], T0, poll())
+    assert table_counts(db) == (2, 0)
+    s.close()
+    s = make(merge_rows=100)  # a fresh process: the newest value comes from readings
+    assert s.write([battery(T0 + 2, 70)], T0, poll(T0 + 2)).stored == 0
+    assert s.write([battery(T0 + 3, 60)], T0, poll(T0 + 3)).stored == 1
+    s.close()
+    s = make(merge_rows=100)  # ... and now from readings_recent
+    assert s.write([battery(T0 + 4, 60)], T0, poll(T0 + 4)).stored == 0
+    assert [r["value"] for r in query_readings(db, 0)] == [80, 70, 60]
+
+
+def test_latest_and_summary_take_the_newer_row_of_the_two_tables(make, db: Path) -> None:
+    s = make(merge_rows=2)
+    s.write([temp(T0 + 10, 1.0, device="a"), temp(T0 + 20, 2.0, device="b")], T0, poll())
+    s.close()
+    s = make(merge_rows=100)
+    s.write([temp(T0 + 30, 3.0, device="a")], T0, poll(T0 + 1))
+    # after a clock step back, readings_recent can hold an older row than readings
+    s.write([temp(T0 + 5, 0.5, device="b"), temp(T0 + 1, 9.0, device="c")], T0, poll(T0 + 2))
+    assert table_counts(db) == (2, 3)
+    got = {r["device_id"]: (r["ts"], r["value"]) for r in latest_readings(db)}
+    assert got == {"a": (T0 + 30, 3.0), "b": (T0 + 20, 2.0), "c": (T0 + 1, 9.0)}
+    summary = database_summary(db)
+    assert (summary["readings"], summary["newest_ts"]) == (5, T0 + 30)
+    newest = query_readings(db, 0, limit=2)
+    assert [(r["device_id"], r["ts"]) for r in newest] == [("b", T0 + 20), ("a", T0 + 30)]
+
+
+def test_a_failed_move_keeps_the_rows_where_they_are(
+    make, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = make(merge_rows=3)
+    s.write([temp(T0, 0.0)], T0, poll())
+    # Any failure inside the move: here a trigger refusing every insert into readings.
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON readings BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
+        conn.commit()
+    r = s.write([temp(T0 + i, i) for i in range(1, 60)], T0, poll(T0 + 1))
+    assert (r.stored, r.error) == (59, None)  # the commit itself went through
+    assert table_counts(db) == (0, 60)
+    assert any("stay in readings_recent" in m for m in errors(caplog, logging.WARNING))
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("DROP TRIGGER refuse")
+        conn.commit()
+    s.write([temp(T0 + 500, 1.0)], T0, poll(T0 + 2))
+    assert table_counts(db) == (61, 0)
+    assert len(query_readings(db, 0)) == 61
+
+
+def test_prune_also_clears_old_rows_from_readings_recent(make, db: Path) -> None:
+    s = make(merge_rows=3)
+    s.write([temp(T0 - 10 * DAY, 1.0), temp(T0 - 9 * DAY, 2.0), temp(T0, 3.0)], T0, poll())
+    s.write([temp(T0 - 8 * DAY, 4.0), temp(T0 + 1, 5.0)], T0, poll(T0 + 1))
+    assert table_counts(db) == (3, 2)
+    assert s.prune(7, T0) == 3
+    assert [r["value"] for r in query_readings(db, 0)] == [3.0, 5.0]
+
+
+def test_a_version_2_database_is_readable_before_and_after_its_migration(tmp_path: Path) -> None:
+    db = tmp_path / "readings.db"
+    conn = sqlite3.connect(db)
+    for migrate in MIGRATIONS[:2]:
+        migrate(conn)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO sensors VALUES (1, 'hue', 'a', 'Hall', 'temperature', 'degC')")
+    conn.execute("INSERT INTO readings VALUES (1, ?, 20.5, ?)", (T0, T0))
+    conn.commit()
+    conn.close()
+    before = (query_readings(db, 0), latest_readings(db), database_summary(db)["readings"])
+    assert [r["value"] for r in before[0]] == [20.5] and len(before[1]) == 1 and before[2] == 1
+    assert rows(db, "PRAGMA user_version") == [(2,)]  # the read side changed nothing
+    s = Storage(db)
+    s.open()
+    s.write([temp(T0 + 1, 21.0, device="a")], T0, poll())
+    s.close()
+    assert rows(db, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert [r["value"] for r in query_readings(db, 0)] == [20.5, 21.0]

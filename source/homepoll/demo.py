@@ -143,11 +143,10 @@ class Story:
 def _summary(config: Config) -> str:
     conn = sqlite3.connect(f"file:{config.storage.path}?mode=ro", uri=True)
     try:
+        # SQLite takes the bare column "value" from the row where max(ts) is found.
         sensors = conn.execute(
-            "SELECT s.source, s.name, s.metric, s.unit, count(*), "
-            "(SELECT value FROM readings r2 WHERE r2.sensor_id = s.id ORDER BY ts DESC LIMIT 1) "
-            "FROM sensors s JOIN readings r ON r.sensor_id = s.id "
-            "GROUP BY s.id ORDER BY s.source, s.name, s.metric"
+            "SELECT source, name, metric, unit, count(*), value, max(ts) FROM readings_view "
+            "GROUP BY source, device_id, metric ORDER BY source, name, metric"
         ).fetchall()
         polls = conn.execute(
             "SELECT collector, count(*), sum(outcome = 'ok'), sum(attempts) - count(*), "
@@ -158,7 +157,7 @@ def _summary(config: Config) -> str:
         conn.close()
     lines = ["", "What was stored, per sensor:"]
     lines.append(f"  {'source':<11} {'sensor':<24} {'metric':<12} {'rows':>5} {'latest':>10}")
-    for source, name, metric, unit, count, latest in sensors:
+    for source, name, metric, unit, count, latest, _ts in sensors:
         lines.append(f"  {source:<11} {name[:24]:<24} {metric:<12} {count:>5} {latest:>10g} {unit}")
     lines += ["", "What each collector went through:"]
     lines.append(
