@@ -190,8 +190,44 @@ class RetryPolicy:
 
         ``deadline`` is an absolute ``clock()`` value. Raises ``PollFailed`` on give-up;
         ``asyncio.CancelledError`` always propagates untouched.
+
+        The first attempt is awaited directly: almost every poll succeeds at once, and setting
+        up tenacity for it would be pure per-poll CPU. Only when it fails with a retryable
+        error does tenacity take over, replaying that failure as its attempt 1, so waits,
+        stops, logging and attempt counts are exactly what tenacity alone would do.
         """
         state = _PollState(deadline=deadline)
+        try:
+            first: CollectorError | None = None
+            try:
+                value = await self._attempt(call, state)
+            except RETRYABLE as error:
+                first = error
+            if first is not None:  # outside the except block: no implicit exception chaining
+                value = await self._retry(call, state, first)
+        except CollectorError as error:
+            if isinstance(error, RateLimitedError) and state.retry_after is None:
+                # Attempts ran out on a throttled answer: the source still asked us to slow down.
+                hint = error.retry_after
+                state.retry_after = self.settings.rate_limit_delay if hint is None else hint
+            self._log_give_up(error, state)
+            raise PollFailed(error, state.attempts, state.retry_after) from error
+        return Attempted(value, state.attempts)
+
+    async def _retry(
+        self, call: Callable[[float], Awaitable[T]], state: _PollState, first: CollectorError
+    ) -> T:
+        """The rest of the poll under tenacity, after attempt 1 failed with ``first``.
+
+        Tenacity's attempt 1 re-raises ``first`` (not counted again in ``state.attempts``), so
+        its wait, stop and before-sleep logging see exactly the outcome of the real attempt 1.
+        """
+        replay: list[CollectorError] = [first]
+
+        async def attempt() -> T:
+            if replay:
+                raise replay.pop()
+            return await self._attempt(call, state)
 
         async def sleep(seconds: float) -> None:
             await self._sleep(float(seconds))
@@ -218,16 +254,7 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
-        try:
-            value = await retrying(self._attempt, call, state)
-        except CollectorError as error:
-            if isinstance(error, RateLimitedError) and state.retry_after is None:
-                # Attempts ran out on a throttled answer: the source still asked us to slow down.
-                hint = error.retry_after
-                state.retry_after = self.settings.rate_limit_delay if hint is None else hint
-            self._log_give_up(error, state)
-            raise PollFailed(error, state.attempts, state.retry_after) from error
-        return Attempted(value, state.attempts)
+        return await retrying(attempt)
 
     def _log_give_up(self, error: CollectorError, state: _PollState) -> None:
         if not isinstance(error, RETRYABLE):
