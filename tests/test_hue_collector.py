@@ -147,6 +147,81 @@ def test_device_without_presence_falls_back_to_resource_names() -> None:
     ]
 
 
+def test_exact_output_order_battery_choice_and_notes() -> None:
+    """Resources in numeric id order, grouped by device in order of first appearance; per
+    device its values, then battery (the presence resource's first), then reachable. Without
+    a presence resource, values keep their resource's name, device values the first one's."""
+    a, b = "00:17:88:01:0a:00:00:01", "00:17:88:01:0b:00:00:02"
+    answer = {
+        "10": {
+            "name": "Porch",
+            "type": "ZLLPresence",
+            "uniqueid": f"{a}-02-0406",
+            "state": {"presence": False, "lastupdated": "2026-11-22T07:01:12+01:00"},
+            "config": {"battery": 80, "reachable": True},
+        },
+        "9": {
+            "name": "Porch light",
+            "type": "ZLLLightLevel",
+            "uniqueid": f"{a}-02-0400",
+            "state": {"lightlevel": 1, "lastupdated": "2026-11-22T07:01:12"},
+            "config": {"battery": 50, "reachable": True},
+        },
+        "2": {
+            "name": "Shed temperature",
+            "type": "ZLLTemperature",
+            "uniqueid": f"{b}-02-0402",
+            "state": {"temperature": 1000, "lastupdated": "none"},
+            "config": {"battery": 30, "reachable": 0},
+        },
+        "x": {
+            "name": "Shed light",
+            "type": "ZLLLightLevel",
+            "uniqueid": f"{b}-02-0400",
+            "state": {"lightlevel": 10001, "lastupdated": "2026-11-22T07:01:12"},
+            "config": {"reachable": True},
+        },
+        "²": {"name": "odd id", "type": "Daylight", "state": {}},  # a digit int() rejects
+    }
+    result = parse_sensors(answer, now_ms=7)
+    got = [(r.device_id, r.name, r.metric, r.ts, r.value, r.on_change) for r in result.readings]
+    assert got == [
+        (b, "Shed light", "light_level", 1_795_330_872_000, 10.0, False),
+        (b, "Shed temperature", "battery", 7, 30.0, True),
+        (b, "Shed temperature", "reachable", 7, 0.0, True),
+        (a, "Porch", "light_level", 1_795_330_872_000, 1.0, False),
+        (a, "Porch", "presence", 1_795_327_272_000, 0.0, False),
+        (a, "Porch", "battery", 7, 80.0, True),
+        (a, "Porch", "reachable", 7, 1.0, True),
+    ]
+    assert result.skipped == 1
+    # reachable 0 is not False (the value is still read) but does count as unreachable
+    assert result.notes == ["Shed temperature: 1 value(s) skipped (unreachable)"]
+
+
+def test_garbage_numbers_skip_one_value_not_the_poll() -> None:
+    answer = {
+        "1": {
+            "name": "Hall",
+            "type": "ZLLPresence",
+            "uniqueid": "00:17:88:01:02:03:04:05-02-0406",
+            "state": {"presence": True, "lastupdated": "2026-11-22T07:01:12"},
+            "config": {"battery": 10**400, "reachable": True},
+        },
+        "2": {
+            "name": "Hall light",
+            "type": "ZLLLightLevel",
+            "uniqueid": "00:17:88:01:02:03:04:05-02-0400",
+            "state": {"lightlevel": 1e300, "lastupdated": "2026-11-22T07:01:12"},
+            "config": {"reachable": True},
+        },
+    }
+    result = parse_sensors(answer, now_ms=0)
+    assert [r.metric for r in result.readings] == ["presence", "reachable"]
+    assert result.skipped == 2
+    assert result.notes == ["Hall: 2 value(s) skipped (no current value)"]
+
+
 @pytest.mark.parametrize("shape", [[], "text", [{"success": {}}], None])
 def test_unexpected_shape_is_permanent(shape: object) -> None:
     with pytest.raises(PermanentError):

@@ -20,7 +20,6 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -312,28 +311,22 @@ def _raise_hue_error(error: dict[str, Any], bridge: str, key: str | None) -> Non
 # --------------------------------------------------------------------------- parsing
 
 
-@dataclass(frozen=True)
-class _Resource:
-    rid: str
-    type: str
-    name: str
-    uniqueid: str
-    state: dict[str, Any]
-    config: dict[str, Any]
+_PRESENCE = "ZLLPresence"
+_EPOCH = datetime(1970, 1, 1)  # naive: Hue's lastupdated is UTC without a zone
+_EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
 
-    @property
-    def device_id(self) -> str:
-        return self.uniqueid[:_DEVICE_ID_LEN] if self.uniqueid else f"hue-sensor-{self.rid}"
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+# One sensor resource as parse_sensors groups it: a plain tuple, built once per resource.
+_Resource = tuple[str, str, str, str, dict[str, Any], dict[str, Any]]  # rid type name uid st cfg
+_RID, _TYPE, _NAME, _UNIQUEID, _STATE, _CONFIG = range(6)
 
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float: a garbage value, skipped
+        return None
 
 
 def _convert(metric: str, raw: Any) -> float | None:
@@ -344,7 +337,10 @@ def _convert(metric: str, raw: Any) -> float | None:
         return None
     if metric == "temperature":
         return number / 100
-    return round(10 ** ((number - 1) / 10000), 2)  # light_level: lightlevel -> lux
+    try:
+        return round(10 ** ((number - 1) / 10000), 2)  # light_level: lightlevel -> lux
+    except OverflowError:  # a garbage lightlevel must cost one reading, not the whole poll
+        return None
 
 
 def _parse_lastupdated(value: Any) -> int | None:
@@ -355,13 +351,16 @@ def _parse_lastupdated(value: Any) -> int | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
+    # Same value as round(moment.replace(tzinfo=UTC).timestamp() * 1000), without the copy.
+    since = moment - (_EPOCH if moment.tzinfo is None else _EPOCH_UTC)
+    return round(since.total_seconds() * 1000)
 
 
-def _sort_key(rid: str) -> tuple[int, str]:
-    return (int(rid), "") if rid.isdigit() else (1 << 62, rid)
+def _sort_key(rid: Any) -> tuple[int, str]:
+    """Numeric resource ids in numeric order, then any others in text order."""
+    rid = str(rid)
+    # isdecimal, not isdigit: "²" is a digit that int() rejects.
+    return (int(rid), "") if rid.isdecimal() else (1 << 62, rid)
 
 
 def parse_sensors(
@@ -383,24 +382,48 @@ def parse_sensors(
     names = names or {}
     wanted = set(sensors)
     devices: dict[str, list[_Resource]] = {}
-    for rid in sorted(answer, key=lambda r: _sort_key(str(r))):
+    for rid in sorted(answer, key=_sort_key):
         item = answer[rid]
-        if not isinstance(item, dict) or item.get("type") not in _MAPPED:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind not in _MAPPED:
             continue  # Daylight, switches, CLIP sensors...: not ours to map
-        resource = _Resource(
-            rid=str(rid),
-            type=str(item["type"]),
-            name=str(item.get("name") or f"Hue sensor {rid}"),
-            uniqueid=str(item.get("uniqueid") or ""),
-            state=_as_dict(item.get("state")),
-            config=_as_dict(item.get("config")),
+        rid = str(rid)
+        uniqueid = str(item.get("uniqueid") or "")
+        state = item.get("state")
+        config = item.get("config")
+        resource = (
+            rid,
+            kind,
+            str(item.get("name") or f"Hue sensor {rid}"),
+            uniqueid,
+            state if isinstance(state, dict) else {},
+            config if isinstance(config, dict) else {},
         )
-        devices.setdefault(resource.device_id, []).append(resource)
+        device_id = uniqueid[:_DEVICE_ID_LEN] if uniqueid else f"hue-sensor-{rid}"
+        group = devices.get(device_id)
+        if group is None:
+            devices[device_id] = [resource]
+        else:
+            group.append(resource)
 
     result = CollectResult()
     for device_id, resources in devices.items():
         _collect_device(device_id, resources, names, wanted, now_ms, result)
     return result
+
+
+def _device_override(
+    device_id: str, resources: list[_Resource], presence_name: str | None, names: dict[str, str]
+) -> str | None:
+    """The ``names:`` entry for this device: by device id, a uniqueid, the presence resource's
+    name, then any resource's name (the first key found wins, even if its value is empty)."""
+    lookup = [device_id, *(r[_UNIQUEID] for r in resources)]
+    if presence_name:
+        lookup.append(presence_name)
+    lookup += [r[_NAME] for r in resources]
+    return next((names[k] for k in lookup if k and k in names), None)
 
 
 def _collect_device(
@@ -411,55 +434,79 @@ def _collect_device(
     now_ms: int,
     result: CollectResult,
 ) -> None:
-    presence_name = next((r.name for r in resources if r.type == "ZLLPresence"), None)
-    lookup = [device_id, *(r.uniqueid for r in resources)]
-    lookup += [presence_name] if presence_name else []
-    lookup += [r.name for r in resources]
-    override = next((names[k] for k in lookup if k and k in names), None)
+    presence_name = None
+    for resource in resources:
+        if resource[_TYPE] == _PRESENCE:
+            presence_name = resource[_NAME]
+            break
+    override = _device_override(device_id, resources, presence_name, names) if names else None
     device_name = override or presence_name
 
     if wanted and not wanted & {device_id, presence_name, override}:
-        resources = [r for r in resources if wanted & {r.rid, r.name, r.uniqueid}]
+        resources = [r for r in resources if wanted & {r[_RID], r[_NAME], r[_UNIQUEID]}]
         if not resources:
             return
-    label = device_name or resources[0].name
+    label = device_name or resources[0][_NAME]
 
-    skipped_before = result.skipped
-    for resource in resources:
-        metric, unit, field_name = _MAPPED[resource.type]
-        if resource.config.get("reachable") is False:
-            result.skipped += 1
-            continue
-        ts = _parse_lastupdated(resource.state.get("lastupdated"))
-        value = _convert(metric, resource.state.get(field_name))
+    readings = result.readings
+    skipped = 0
+    # Device-level values: the battery of the presence resource first (then the others', in
+    # order); reachable only when every resource that reports it says True.
+    battery: Any = None
+    has_battery = presence_battery = False
+    has_reachable = False
+    all_true = all_truthy = True
+    for _rid, kind, name, _uniqueid, state, config in resources:
+        if "battery" in config and (
+            not has_battery or (kind == _PRESENCE and not presence_battery)
+        ):
+            battery = config["battery"]
+            has_battery = True
+            presence_battery = kind == _PRESENCE
+        if "reachable" in config:
+            has_reachable = True
+            reachable = config["reachable"]
+            if reachable is not True:
+                all_true = False
+                if not reachable:
+                    all_truthy = False
+            if reachable is False:
+                skipped += 1
+                continue
+        metric, unit, field_name = _MAPPED[kind]
+        ts = _parse_lastupdated(state.get("lastupdated"))
+        value = _convert(metric, state.get(field_name))
         if ts is None or value is None:
-            result.skipped += 1
+            skipped += 1
             continue
-        name = device_name or resource.name
-        result.readings.append(Reading(SOURCE, device_id, name, metric, unit, ts, value))
+        readings.append(Reading(SOURCE, device_id, device_name or name, metric, unit, ts, value))
 
     # Device-level values carry no timestamp: poll time, stored only when they change.
-    ordered = sorted(resources, key=lambda r: r.type != "ZLLPresence")
-    batteries = [r.config["battery"] for r in ordered if "battery" in r.config]
-    if batteries:
-        battery = _number(batteries[0])
-        if battery is None:
-            result.skipped += 1
+    if has_battery:
+        level = _number(battery)
+        if level is None:
+            skipped += 1
         else:
-            result.readings.append(
-                Reading(SOURCE, device_id, label, "battery", "%", now_ms, battery, on_change=True)
+            readings.append(
+                Reading(SOURCE, device_id, label, "battery", "%", now_ms, level, on_change=True)
             )
-    reachables = [r.config["reachable"] for r in ordered if "reachable" in r.config]
-    if reachables:
-        reachable = 1.0 if all(v is True for v in reachables) else 0.0
-        result.readings.append(
+    if has_reachable:
+        readings.append(
             Reading(
-                SOURCE, device_id, label, "reachable", "bool", now_ms, reachable, on_change=True
+                SOURCE,
+                device_id,
+                label,
+                "reachable",
+                "bool",
+                now_ms,
+                1.0 if all_true else 0.0,
+                on_change=True,
             )
         )
-    if result.skipped > skipped_before:
-        why = "unreachable" if reachables and not all(reachables) else "no current value"
-        result.notes.append(f"{label}: {result.skipped - skipped_before} value(s) skipped ({why})")
+    if skipped:
+        result.skipped += skipped
+        why = "unreachable" if has_reachable and not all_truthy else "no current value"
+        result.notes.append(f"{label}: {skipped} value(s) skipped ({why})")
 
 
 # --------------------------------------------------------------------------- collector
