@@ -253,3 +253,64 @@ def test_format_status_without_file(tmp_path: Path):
     evaluation = evaluate(None, tmp_path, NOW)
     text = format_status(None, evaluation, None, now=NOW)
     assert text.startswith("homepoll: not running")
+
+
+def test_write_is_one_line_of_json_world_readable_and_recreates_its_folder(tmp_path: Path):
+    status = healthy_status(tmp_path / "gone")  # the folder does not exist yet
+    path = tmp_path / "gone" / "status.json"
+    text = path.read_text()
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert json.loads(text) == status.to_dict()
+    assert path.stat().st_mode & 0o777 == 0o644
+    for _ in range(3):  # rewritten in place of the old file, no temporary files left behind
+        assert status.write()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["status.json"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\0" * 4096, b'{"pid": 12, "collectors": {"hue": {"sta', b"\xff\xfe", b"[]"],
+    ids=["empty", "zeros", "truncated", "not-utf8", "not-an-object"],
+)
+def test_status_of_an_unreadable_file_says_so_cleanly(tmp_path: Path, content: bytes):
+    """What a power cut can leave of a status.json written without fsync."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "status.json").write_bytes(content)
+    status = read_status(data / "status.json")
+    assert status is None
+    code, lines = evaluate(status, data, NOW)
+    assert code == EXIT_NOT_RUNNING
+    assert "is unreadable" in lines[0] and str(data / "status.json") in lines[0]
+    assert format_status(status, (code, lines), None, now=NOW).startswith(
+        "homepoll: not running or just started: status file"
+    )
+    # end to end: the command prints the verdict and exits 2, no traceback
+    (tmp_path / "config.yaml").write_text(
+        "data_dir: data\ncollectors:\n  hue:\n    enabled: false\n"
+    )
+    source = Path(__file__).resolve().parents[1] / "source"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEPOLL_")}
+    env["PYTHONPATH"] = str(source)
+    result = subprocess.run(
+        [sys.executable, "-m", "homepoll", "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == EXIT_NOT_RUNNING, result.stderr
+    assert "is unreadable" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_format_status_survives_fields_of_the_wrong_type(tmp_path: Path):
+    status = {
+        "pid": os.getpid(),
+        "updated_at": "2026-11-22T07:01:12Z",
+        "collectors": {"hue": {"state": ["ok"], "next_poll": 5}},
+        "storage": {"queued": "x"},
+    }
+    evaluation = evaluate(status, tmp_path, NOW)
+    assert "hue" in format_status(status, evaluation, None, now=NOW)

@@ -2,6 +2,11 @@
 
 The daemon rewrites the file atomically after every poll; `homepoll status` only reads it
 (plus the alert files), so status works without talking to the daemon and while it is down.
+
+The file is ephemeral status, not data (under systemd it lives on tmpfs): it is replaced
+atomically (temporary file + rename, so a reader never sees half of one) but not fsynced. A
+power cut may leave the previous version or, on some filesystems, an empty or zero-filled
+file; `status` then says the file is unreadable, and the daemon rewrites it after its next poll.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from homepoll import __version__
-from homepoll.fsutil import atomic_write_text
 from homepoll.logs import redact
 
 STATUS_FILE = "status.json"
@@ -137,17 +141,43 @@ class StatusFile:
         }
 
     def write(self) -> bool:
-        """Stamp ``updated_at`` and write atomically. False (logged) on an OS error: a full
-        disk must not stop polling."""
+        """Stamp ``updated_at`` and replace the file atomically. False (logged) on an OS error:
+        a full disk must not stop polling."""
         self.updated_at = iso_utc(self._now())
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        data = (json.dumps(self.to_dict(), sort_keys=True) + "\n").encode()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, text)
+            try:
+                _replace_file(self.path, data)
+            except FileNotFoundError:  # the folder is gone (or was never made): make it, again
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _replace_file(self.path, data)
         except OSError as exc:
             log.warning("cannot write %s: %s", self.path, exc)
             return False
         return True
+
+
+def _replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``.
+
+    Readers see the old file or the new one, never part of one. Deliberately no fsync of the
+    file or the folder (unlike fsutil.atomic_write_text): status.json is rewritten after every
+    poll, and what a power cut can leave behind is handled by its readers.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            os.fchmod(fd, mode)  # mkstemp creates 0600; status.json is world-readable
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
@@ -241,11 +271,16 @@ def evaluate(
     alert_lines = [f"alert open: {path}" for path in alerts]
     disk_lines = disk_problems(data_dir)
     if status is None:
-        return EXIT_NOT_RUNNING, [
-            f"not running: no status file in {data_dir} (homepoll has not run here yet)",
-            *alert_lines,
-            *disk_lines,
-        ]
+        public = Path(data_dir) / STATUS_FILE
+        if public.exists():  # (a symlink into an emptied tmpfs does not exist)
+            verdict = (
+                f"not running or just started: status file {public} is unreadable (empty or "
+                "damaged, as a power cut can leave it); a running daemon rewrites it after "
+                "its next poll"
+            )
+        else:
+            verdict = f"not running: no status file in {data_dir} (homepoll has not run here yet)"
+        return EXIT_NOT_RUNNING, [verdict, *alert_lines, *disk_lines]
 
     down: list[str] = []
     pid = status.get("pid")
@@ -375,7 +410,7 @@ def format_status(
         for name, entry in sorted(collectors.items()):
             failures = entry.get("consecutive_failures", 0)
             out.append(
-                f"  {name:<{width}}  {entry.get('state', '?'):<11} "
+                f"  {name:<{width}}  {entry.get('state', '?')!s:<11} "
                 f"last success {_ago(entry.get('last_success'), now)}, "
                 f"{failures} consecutive failures, "
                 f"next poll {_until(entry.get('next_poll'), now)}, "
