@@ -565,10 +565,11 @@ class Storage:
         rows = []
         new = 0
         for r in batch.readings:
+            key = r.key
             if r.on_change:
-                new += self._insert_on_change(conn, r, polled_at, sensors, last)
+                new += self._insert_on_change(conn, r, key, polled_at, sensors, last)
             else:
-                rows.append((self._sensor_id(conn, r, sensors), r.ts, r.value, polled_at))
+                rows.append((self._sensor_id(conn, r, key, sensors), r.ts, r.value, polled_at))
         if rows:
             new += conn.executemany(_INSERT_SQL, rows).rowcount
         return new
@@ -577,13 +578,13 @@ class Storage:
         self,
         conn: sqlite3.Connection,
         r: Reading,
+        key: SensorKey,
         polled_at: int,
         sensors: dict[SensorKey, tuple[int, str, str]],
         last: dict[SensorKey, tuple[int, float] | None],
     ) -> int:
         """Store an on-change reading unless it equals the newest stored value; 1 if stored."""
-        key = r.key
-        sensor_id = self._sensor_id(conn, r, sensors)
+        sensor_id = self._sensor_id(conn, r, key, sensors)
         if key not in last:
             row = conn.execute(_NEWEST_SQL, (sensor_id,)).fetchone()
             last[key] = (row[0], row[1]) if row else None
@@ -599,9 +600,11 @@ class Storage:
 
     @staticmethod
     def _sensor_id(
-        conn: sqlite3.Connection, r: Reading, sensors: dict[SensorKey, tuple[int, str, str]]
+        conn: sqlite3.Connection,
+        r: Reading,
+        key: SensorKey,
+        sensors: dict[SensorKey, tuple[int, str, str]],
     ) -> int:
-        key = r.key
         cached = sensors.get(key)
         if cached is not None and cached[1] == r.name and cached[2] == r.unit:
             return cached[0]
