@@ -158,8 +158,31 @@ checkpoint). Smaller pages cut those writes by about 40 % at the same bytes per 
 Existing files keep their page size (changing it needs a VACUUM)."""
 
 
+CACHE_KIB = 256
+"""SQLite page cache of the writer connection (SQLite's default is 2,000 KiB).
+
+A poll touches the newest page of each sensor plus a few interior pages, a few dozen KiB;
+the default cache only fills up with history the writer never needs again. Measured
+(bench/_rss_levers.py, 3-day-old database): 1.5 MB less resident memory, and no growth."""
+
+
 class SchemaTooNewError(RuntimeError):
     """The file was written by a newer homepoll; refusing beats corrupting it."""
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE (the write lock up front, so no deadlock upgrade) ... COMMIT, or
+    ROLLBACK on any exception, which is re-raised."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        raise
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -169,15 +192,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
             f"database schema version {version} is newer than this homepoll ({len(MIGRATIONS)})"
         )
     for target in range(version + 1, len(MIGRATIONS) + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             MIGRATIONS[target - 1](conn)
             conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
         log.info("database schema migrated to version %d", target)
 
 
@@ -344,6 +361,7 @@ class Storage:
             if str(mode).lower() != "wal":
                 log.warning("database journal mode is %s, not wal", mode)
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             conn.execute("PRAGMA foreign_keys = ON")
             _migrate(conn)
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -479,17 +497,10 @@ class Storage:
         if conn is None or self._closed:
             return 0
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(conn):
                 moved = conn.execute("SELECT count(*) FROM readings_recent").fetchone()[0]
                 conn.execute(_MERGE_SQL)
                 conn.execute("DELETE FROM readings_recent")
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             log.warning(
                 "moving recent readings into the readings table failed (%s); they stay in"
@@ -507,8 +518,7 @@ class Storage:
         assert conn is not None
         sensors = dict(self._sensors)
         last = dict(self._last)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             recent_rows = self._recent_rows
             if version != self._data_version:
@@ -535,12 +545,6 @@ class Storage:
                             p.error,
                         ),
                     )
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            raise
         self._data_version = version
         self._sensors = sensors
         self._last = last
@@ -756,16 +760,8 @@ class Storage:
 
     @staticmethod
     def _delete_batch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = conn.execute(sql, params).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            raise
-        return n
+        with _transaction(conn):
+            return int(conn.execute(sql, params).rowcount)
 
 
 # --------------------------------------------------------------------------- read side
