@@ -169,7 +169,7 @@ def main() -> int:
             )
         rows.append(
             (
-                "status.json write (json indent=2, fsync file + dir, rename)",
+                "status.json write (one-line json, temporary file, rename)",
                 per_call(status.write, n),
                 None,
             )

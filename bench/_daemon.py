@@ -163,6 +163,17 @@ def make_workdir(
     return folder
 
 
+def unit_environment() -> dict[str, str]:
+    """The Environment= settings of systemd/homepoll.service: the daemon runs as installed."""
+    unit = BENCH.parent / "systemd" / "homepoll.service"
+    env = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line.removeprefix("Environment=").partition("=")
+            env[key] = value
+    return env
+
+
 class Daemon:
     """A ``homepoll run`` in a fresh temporary folder; stop() checks it exits 0."""
 
@@ -177,7 +188,10 @@ class Daemon:
         root: Path | None = None,
         seed=None,
         command: list[str] | None = None,
+        runtime_dir: bool = False,
     ) -> None:
+        """``runtime_dir``: run as the systemd unit does, with RUNTIME_DIRECTORY on tmpfs
+        (/dev/shm), where homepoll keeps status.json behind a data/status.json symlink."""
         self.dir = make_workdir(
             sims,
             hue_interval=hue_interval,
@@ -193,10 +207,16 @@ class Daemon:
             seed(self.db)  # e.g. history, before the daemon opens the file
         self.notify = NotifyListener(self.dir / "notify.sock")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMEPOLL_", "WATCHDOG_"))}
+        env.update(unit_environment())
         env["NOTIFY_SOCKET"] = str(self.notify.path)
         env.pop("JOURNAL_STREAM", None)
         if watchdog_usec:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
+        env.pop("RUNTIME_DIRECTORY", None)
+        self.runtime_dir: Path | None = None
+        if runtime_dir:
+            self.runtime_dir = Path(tempfile.mkdtemp(prefix="hpbench-run-", dir="/dev/shm"))
+            env["RUNTIME_DIRECTORY"] = str(self.runtime_dir)
         self._out = open(self.dir / "stderr.txt", "wb")  # noqa: SIM115 - closed in stop()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
@@ -287,9 +307,13 @@ class Daemon:
         code = self.proc.returncode
         if code != 0:
             tail = self.log_tail()
+            if self.runtime_dir is not None:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
             if not keep:
                 shutil.rmtree(self.dir, ignore_errors=True)
             raise RuntimeError(f"homepoll run exited with {code}: {tail}")
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self.runtime_dir is not None:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
         return code

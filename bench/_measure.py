@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from pathlib import Path
 import _proc
 import _storage
 from _daemon import BENCH, PYTHON, Daemon, Simulators
+
+from homepoll.storage import MERGE_INTERVAL, MERGE_ROWS
 
 FLOOR_IMPORTS = "import phue, httpx, tenacity, apscheduler, yaml, sqlite3"
 STRICT = True
@@ -307,16 +310,23 @@ def flash(
     seconds: float,
     history_days: float,
     *,
-    command: list[str] | None = None,
-    seed_options: dict | None = None,
+    patches: tuple[str, ...] = (),
+    runtime_dir: bool = True,
 ) -> dict:
     """write_bytes per simulated day at the default intervals (60 s Hue, 300 s Amazon).
 
     Time runs COMPRESSION times faster: intervals 1 s / 5 s, commit_interval scaled the
     same way, sensors changing every 5 s (every 5th Hue poll sees new values: "mostly
     unchanged"). Bytes per day = bytes in the window x 86400 / (window x COMPRESSION).
+    ``runtime_dir`` runs it as the systemd unit does (status.json on tmpfs).
+
+    The daemon runs with the move of readings_recent into readings switched off (a 60 s
+    window would catch a six-hourly move in one run out of six); the move is measured
+    on its own afterwards, on the database the run left (``_merge_bytes``), and added
+    as many times a day as storage.MERGE_INTERVAL / MERGE_ROWS make it happen.
     """
     period = 5.0
+    command = [PYTHON, str(BENCH / "_patched.py"), ",".join(("no-merge", *patches))]
     with Simulators(
         devices_for(sensors), monitors, update_period=period, aqm_period=period
     ) as sims:
@@ -326,13 +336,10 @@ def flash(
             aqm_interval=300 / COMPRESSION if monitors else None,
             commit_interval=commit_interval / COMPRESSION,
             seed=lambda db: _storage.seed_history(
-                db,
-                devices_for(sensors),
-                sims.info["monitors"],
-                history_days,
-                **(seed_options or {}),
+                db, devices_for(sensors), sims.info["monitors"], history_days
             ),
             command=command,
+            runtime_dir=runtime_dir,
         )
         try:
             daemon.wait_ready()
@@ -355,17 +362,67 @@ def flash(
             polls_done = daemon.polls("hue") - p0
             stored = daemon.stored() - r0
             _check_ok(daemon, o0)
-        finally:
+        except BaseException:
             daemon.stop()
+            raise
+        daemon.stop(keep=True)
+    try:
+        merge = _merge_bytes(daemon.db)
+    finally:
+        shutil.rmtree(daemon.dir, ignore_errors=True)
     factor = 86_400 / ((t1 - t0) * COMPRESSION)
+    rows_per_day = stored * factor
+    merges_per_day = max(86_400 / MERGE_INTERVAL, rows_per_day / MERGE_ROWS)
+    commits_per_day = (s1.write_bytes - s0.write_bytes) * factor
     return {
-        "bytes_per_day": (s1.write_bytes - s0.write_bytes) * factor,
+        "bytes_per_day": commits_per_day + merges_per_day * merge["write_bytes"],
+        "commit_bytes_per_day": commits_per_day,
+        "merge_bytes": merge["write_bytes"],
+        "merge_rows": merge["rows"],
+        "merges_per_day": merges_per_day,
         "cancelled_per_day": (io1["cancelled_write_bytes"] - io0["cancelled_write_bytes"]) * factor,
         "write_calls_per_day": (io1["syscw"] - io0["syscw"]) * factor,
         "hue_polls_per_day": polls_done * factor,
-        "rows_per_day": stored * factor,
+        "rows_per_day": rows_per_day,
         "window_s": t1 - t0,
     }
+
+
+_MERGE_PROBE = """
+import json, os, sys
+from homepoll.storage import Storage
+
+def written():
+    with open("/proc/self/io") as f:
+        return int(next(l for l in f if l.startswith("write_bytes")).split()[1])
+
+storage = Storage(sys.argv[1])
+storage.open()
+conn = storage._conn
+conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+os.sync()
+before = written()
+rows = storage.merge_recent()
+conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the daemon's next checkpoint writes them
+for suffix in ("", "-wal"):
+    fd = os.open(sys.argv[1] + suffix, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+print(json.dumps({"rows": rows, "write_bytes": written() - before}))
+storage.close()
+"""
+
+
+def _merge_bytes(db: Path) -> dict:
+    """Bytes one move of readings_recent into readings writes (WAL plus its checkpoint).
+
+    Measured on the database a flash run left: its readings_recent holds the run's rows,
+    which touch every series, as six hours of them would.
+    """
+    out = subprocess.run(
+        [PYTHON, "-c", _MERGE_PROBE, str(db)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
 
 
 def median(values: list[float]) -> float:

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from homepoll.model import Reading
-from homepoll.storage import PollRecord, Storage, latest_readings, query_readings
+from homepoll.storage import MERGE_ROWS, PollRecord, Storage, latest_readings, query_readings
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the newest MERGE_ROWS - 1 rows wait in readings_recent
 CADENCE_MS = 300_000  # one stored reading per sensor every 5 min: a Hue sensor's own rate
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 METRICS = ("temperature", "light_level", "presence")
@@ -92,11 +92,16 @@ def generate(path: Path, sensors: int, readings: int, *, vacuum_floor: bool) -> 
             _sensor_rows(sensors),
         )
         rows = _rows(sensors, readings)
+        # The newest rows go to readings_recent, as just before the daemon moves them: the
+        # read functions then pay for the biggest readings_recent they can meet.
+        total = readings // sensors * sensors
+        recent = min(MERGE_ROWS - 1, total)
+        older = itertools.islice(rows, total - recent)
         count = 0
         started = time.perf_counter()
         insert_time = 0.0
         while True:
-            chunk = list(itertools.islice(rows, 100_000))
+            chunk = list(itertools.islice(older, 100_000))
             if not chunk:
                 break
             t0 = time.perf_counter()
@@ -107,6 +112,12 @@ def generate(path: Path, sensors: int, readings: int, *, vacuum_floor: bool) -> 
             conn.execute("COMMIT")
             insert_time += time.perf_counter() - t0
             count += len(chunk)
+        conn.execute("BEGIN")
+        count += conn.executemany(
+            "INSERT INTO readings_recent (sensor_id, ts, value, polled_at) VALUES (?, ?, ?, ?)",
+            list(rows),
+        ).rowcount
+        conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         elapsed = time.perf_counter() - started
         meta = {
@@ -300,9 +311,6 @@ def seed_history(
     hue_devices: int,
     monitors: list[str],
     days: float,
-    *,
-    page_size: int | None = None,
-    drop_polls_index: bool = False,
 ) -> int:
     """Give a flash run a mature database: ``days`` of 5-minute history for every sensor the
     simulators serve (same source, device id and metric, so the daemon appends to them).
@@ -320,10 +328,6 @@ def seed_history(
         for endpoint in monitors
         for metric, unit in AQM_METRICS
     ]
-    if page_size:  # experiment: a page size is fixed when the file is created
-        with contextlib.closing(sqlite3.connect(path)) as conn:
-            conn.execute(f"PRAGMA page_size = {int(page_size)}")
-            conn.execute("PRAGMA journal_mode = WAL")
     storage = Storage(path)
     storage.open()
     storage.close()
@@ -331,8 +335,6 @@ def seed_history(
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = OFF")
-        if drop_polls_index:  # experiment: migrations never recreate it once at version 1
-            conn.execute("DROP INDEX IF EXISTS polls_collector_started")
         conn.executemany(
             "INSERT INTO sensors (id, source, device_id, name, metric, unit) VALUES (?,?,?,?,?,?)",
             [

@@ -1,4 +1,4 @@
-"""Measured effects of the changes proposed in docs/performance.md, before anyone makes them.
+"""Measured effects of changes proposed in docs/performance.md, side by side with the code.
 
     .venv/bin/python bench/experiments.py cpu      # CPU per poll, 20 Hue sensors (~2.5 min)
     .venv/bin/python bench/experiments.py flash    # flash writes per day (~2.5 min)
@@ -8,7 +8,9 @@
 Every variant of one round runs at the same time as the others (same machine, same noise),
 each with its own simulators; a figure is the median over the rounds. Variants are
 bench/_patched.py patches (code paths switched off or changed in-process) or database
-variants prepared before the daemon starts (page size, the polls index).
+variants prepared before the daemon starts (page size, the polls index). In ``cpu`` the
+baseline is the current code and each ``old-*`` variant puts back what a change removed, so
+its difference to the baseline is what that change saved.
 """
 
 from __future__ import annotations
@@ -52,16 +54,17 @@ def run_rounds(jobs: dict, rounds: int, parallel: int = 8) -> dict[str, list[dic
 def cpu(rounds: int, sensors: int) -> None:
     variants = {
         "baseline": (),
-        "no-alert-hop": ("no-alert-hop",),
-        "status-every-10": ("status-every-10",),
-        "status-compact": ("status-compact",),
-        "retry-fast-path": ("retry-fast-path",),
-        "all of the above": (
-            "no-alert-hop",
-            "status-every-10",
-            "status-compact",
-            "retry-fast-path",
+        "old-retry": ("old-retry",),
+        "old-parse": ("old-parse",),
+        "old-status-fsync": ("old-status-fsync",),
+        "old-status-indent": ("old-status-indent",),
+        "all old (before)": (
+            "old-retry",
+            "old-parse",
+            "old-status-fsync",
+            "old-status-indent",
         ),
+        "status-every-10": ("status-every-10",),
     }
     jobs = {
         name: (
@@ -88,24 +91,19 @@ def cpu(rounds: int, sensors: int) -> None:
 
 
 def flash(rounds: int, seconds: float) -> None:
-    variants = {
-        "baseline": ((), {}),
-        "status.json on tmpfs": (("status-tmpfs",), {}),
-        "no polls index": ((), {"drop_polls_index": True}),
-        "page_size 1024": ((), {"page_size": 1024}),
-        "all three": (("status-tmpfs",), {"drop_polls_index": True, "page_size": 1024}),
-    }
+    variants = {"status.json in data/": False, "status.json on tmpfs (systemd unit)": True}
     jobs = {}
-    for commit in (0, 300, 900):
-        for name, (p, seed) in variants.items():
-            jobs[f"{name} @ {commit}"] = lambda p=p, seed=seed, commit=commit: m.flash(
-                20, 1, commit, seconds, 3, command=patched(*p), seed_options=seed
+    for commit in (0, 60, 300, 900):
+        for name, runtime_dir in variants.items():
+            jobs[f"{name} @ {commit}"] = lambda r=runtime_dir, commit=commit: m.flash(
+                20, 1, commit, seconds, 3, runtime_dir=r
             )
     results = run_rounds(jobs, rounds)
     print(f"\nflash writes per day, 20 Hue sensors + 1 AQM, 3-day-old database, median of {rounds}")
     for name, runs in results.items():
         value = statistics.median(r["bytes_per_day"] for r in runs)
-        print(f"  {name:<32} {value / MB:7.1f} MB/day")
+        merges = statistics.median(r["merges_per_day"] * r["merge_bytes"] for r in runs)
+        print(f"  {name:<44} {value / MB:7.1f} MB/day (moves {merges / MB:.1f})")
 
 
 def rss(rounds: int) -> None:
