@@ -187,8 +187,9 @@ def query_figures(path: Path, runs: int, week_runs: int) -> dict:
     """Query times with homepoll.storage's read functions, next to raw sqlite3 (the floor)."""
     with sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True) as conn:
         newest = conn.execute(
-            "SELECT max((SELECT ts FROM readings WHERE sensor_id = s.id ORDER BY ts DESC LIMIT 1))"
-            " FROM sensors s"
+            "SELECT max(ts) FROM (SELECT max((SELECT ts FROM readings WHERE sensor_id = s.id"
+            " ORDER BY ts DESC LIMIT 1)) AS ts FROM sensors s"
+            " UNION ALL SELECT max(ts) FROM readings_recent)"
         ).fetchone()[0]
         device, metric, sid = conn.execute(
             "SELECT device_id, metric, id FROM sensors WHERE id = 1"

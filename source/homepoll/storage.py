@@ -811,21 +811,26 @@ def _read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
 def _readings_sql(
     since_ms: int, sensor: str | None, metric: str | None, limit: int | None
 ) -> tuple[str, list[Any]]:
-    where = ["r.ts >= ?"]
-    params: list[Any] = [since_ms]
+    chosen: list[str] = []  # conditions on the sensors table
+    chosen_params: list[Any] = []
     if sensor:
         escaped = sensor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append("(s.name LIKE ? ESCAPE '\\' OR s.device_id = ?)")
-        params += [f"%{escaped}%", sensor]
+        chosen.append("(s.name LIKE ? ESCAPE '\\' OR s.device_id = ?)")
+        chosen_params += [f"%{escaped}%", sensor]
     if metric:
-        where.append("s.metric = ?")
-        params.append(metric)
-    condition = " AND ".join(where)
+        chosen.append("s.metric = ?")
+        chosen_params.append(metric)
+    old = " AND ".join(["r.ts >= ?", *chosen])
+    recent = "r.ts >= ?"
+    if chosen:
+        # Decided once per sensor, not once per row of readings_recent (a LIKE per row
+        # costs milliseconds over its 5,000 rows).
+        recent += f" AND r.sensor_id IN (SELECT s.id FROM sensors s WHERE {' AND '.join(chosen)})"
     sql = (
-        f"SELECT {_COLUMNS} FROM {_FROM_READINGS} WHERE {condition}"
-        f" UNION ALL SELECT {_COLUMNS} FROM {_FROM_RECENT} WHERE {condition}"
+        f"SELECT {_COLUMNS} FROM {_FROM_READINGS} WHERE {old}"
+        f" UNION ALL SELECT {_COLUMNS} FROM {_FROM_RECENT} WHERE {recent}"
     )
-    params += params
+    params = [since_ms, *chosen_params, since_ms, *chosen_params]
     if limit is not None:
         sql = f"SELECT * FROM ({sql}) ORDER BY ts DESC, name, metric LIMIT ?"
         params.append(max(0, limit))
@@ -860,15 +865,17 @@ def latest_readings(path: Path) -> list[dict[str, Any]]:
     with _read_only(path) as conn:
         if conn is None:
             return []
-        newest: dict[int, dict[str, Any]] = {}
+        conn.row_factory = None  # plain tuples: only the winners become dicts
+        newest: dict[int, tuple] = {}  # sensor id -> (sensor_id, ts, ...)
         for sql in (_LATEST_SQL, _LATEST_RECENT_SQL):
-            for row in conn.execute(sql):
-                found = dict(row)
-                sensor_id = found.pop("sensor_id")
-                known = newest.get(sensor_id)
-                if known is None or found["ts"] > known["ts"]:
-                    newest[sensor_id] = found
-        return sorted(newest.values(), key=lambda r: (r["name"], r["metric"]))
+            cursor = conn.execute(sql)
+            for row in cursor:
+                known = newest.get(row[0])
+                if known is None or row[1] > known[1]:
+                    newest[row[0]] = row
+        names = [column[0] for column in cursor.description][1:]
+        found = [dict(zip(names, row[1:], strict=True)) for row in newest.values()]
+        return sorted(found, key=lambda r: (r["name"], r["metric"]))
 
 
 def recent_polls(path: Path, collector: str, limit: int = 20) -> list[dict[str, Any]]:
