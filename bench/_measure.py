@@ -27,6 +27,12 @@ from _daemon import BENCH, PYTHON, Daemon, Simulators
 from homepoll.storage import MERGE_INTERVAL, MERGE_ROWS
 
 FLOOR_IMPORTS = "import phue, httpx, tenacity, apscheduler, yaml, sqlite3"
+# What DESIGN.md's architecture loads before any homepoll code: the asyncio scheduler and
+# an httpx.AsyncClient (its TLS context holds the CA bundle).
+DESIGN_FLOOR_IMPORTS = (
+    "import asyncio, apscheduler.schedulers.asyncio, phue, httpx, tenacity, yaml, sqlite3;"
+    " client = httpx.AsyncClient()"
+)
 STRICT = True
 """Full runs refuse figures measured while polls failed; --quick (CI) only warns, because a
 loaded CI machine may time out a poll and the smoke test is about the paths, not numbers."""
@@ -57,9 +63,9 @@ def _check_ok(daemon: Daemon, before: dict | None = None) -> dict:
 # --------------------------------------------------------------------------- floor: imports
 
 
-def floor_imports() -> dict:
+def floor_imports(imports: str = FLOOR_IMPORTS) -> dict:
     """A bare python that imports the same dependencies: RSS and seconds from exec to done."""
-    code = f"{FLOOR_IMPORTS}; import sys; print('ready', flush=True); sys.stdin.read()"
+    code = f"{imports}; import sys; print('ready', flush=True); sys.stdin.read()"
     started = time.monotonic()
     proc = subprocess.Popen(
         [PYTHON, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

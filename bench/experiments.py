@@ -7,8 +7,8 @@
 
 Every variant of one round runs at the same time as the others (same machine, same noise),
 each with its own simulators; a figure is the median over the rounds. Variants are
-bench/_patched.py patches (code paths switched off or changed in-process) or database
-variants prepared before the daemon starts (page size, the polls index). In ``cpu`` the
+bench/_patched.py patches (code paths switched off or changed in-process) or, in ``flash``,
+where status.json lives (on tmpfs as under the systemd unit, or in data/). In ``cpu`` the
 baseline is the current code and each ``old-*`` variant puts back what a change removed, so
 its difference to the baseline is what that change saved.
 """

@@ -112,6 +112,7 @@ def phase_startup(plan: Plan) -> dict:
     log("start-up (exec -> READY=1, exec -> first stored reading) ...")
     m.startup(20, 1)  # throwaway: byte-compiles and warms the page cache
     out: dict = {"floor": repeat(m.floor_imports, plan.runs)}
+    out["design_floor"] = repeat(m.floor_imports, plan.runs, m.DESIGN_FLOOR_IMPORTS)
     for sensors in plan.sizes:
         out[str(sensors)] = repeat(m.startup, plan.runs, sensors, 1)
     return out
@@ -239,7 +240,13 @@ def build_table(plan: Plan, r: dict) -> tuple[list[list[str]], list[tuple[str, b
     add(
         label,
         fmt(rss / 1024, " MB", 1),
-        fmt(floor_rss / 1024, " MB (imports only)", 1),
+        fmt(floor_rss / 1024, " MB (imports only)", 1)
+        + (
+            f"; {fmt(med(r['startup']['design_floor'], 'rss_kb') / 1024, ' MB', 1)}"
+            " (the design's imports and an AsyncClient)"
+            if r["startup"].get("design_floor")
+            else ""
+        ),
         "≤ 35 MB and ≤ 1.2 x floor",
         ok,
     )
