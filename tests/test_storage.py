@@ -572,6 +572,7 @@ def test_latest_and_summary_take_the_newer_row_of_the_two_tables(make, db: Path)
 def test_a_failed_move_keeps_the_rows_where_they_are(
     make, db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="homepoll.storage")
     s = make(merge_rows=3)
     s.write([temp(T0, 0.0)], T0, poll())
     # Any failure inside the move: here a trigger refusing every insert into readings.
@@ -584,12 +585,16 @@ def test_a_failed_move_keeps_the_rows_where_they_are(
     assert (r.stored, r.error) == (59, None)  # the commit itself went through
     assert table_counts(db) == (0, 60)
     assert any("stay in readings_recent" in m for m in errors(caplog, logging.WARNING))
+    s.write([temp(T0 + 60, 60.0)], T0, poll(T0 + 1))  # tried again (row limit), fails again
+    assert table_counts(db) == (0, 61)
+    assert len(errors(caplog, logging.WARNING)) == 1  # logged once per episode
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.execute("DROP TRIGGER refuse")
         conn.commit()
     s.write([temp(T0 + 500, 1.0)], T0, poll(T0 + 2))
-    assert table_counts(db) == (61, 0)
-    assert len(query_readings(db, 0)) == 61
+    assert table_counts(db) == (62, 0)
+    assert len(query_readings(db, 0)) == 62
+    assert any("works again" in m for m in errors(caplog, logging.INFO))
 
 
 def test_prune_also_clears_old_rows_from_readings_recent(make, db: Path) -> None:

@@ -110,9 +110,9 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
     new reading, twice (WAL, then checkpoint): about 20 MB/day of SD-card writes for 20 Hue
     sensors and one monitor. ``readings_recent`` is keyed (ts, sensor_id): new readings are
     the newest, so a commit appends to its last page or two. ``Storage`` moves its rows into
-    ``readings`` in one sorted bulk transaction every few hours (``MERGE_INTERVAL``,
-    ``MERGE_ROWS``), which touches each sensor's page once per merge instead of once per
-    commit. A row is in exactly one of the two tables, so the view is a plain UNION ALL.
+    ``readings`` in one sorted bulk transaction twice a day or every ``MERGE_ROWS`` rows
+    (``MERGE_INTERVAL``), which touches each sensor's pages once per move instead of once
+    per commit. A row is in exactly one of the two tables, so the view is a plain UNION ALL.
     """
     conn.execute(
         """CREATE TABLE IF NOT EXISTS readings_recent (
@@ -146,7 +146,8 @@ the same either way (MERGE_ROWS bounds readings_recent), and nothing is less dur
 both tables are committed alike."""
 MERGE_ROWS = 5000
 """...or sooner once ``readings_recent`` holds this many rows: queries of the newest values
-scan it (it is keyed by time), so its size is bounded (about 1 ms to scan at this size)."""
+scan it (it is keyed by time), so its size is bounded (about 1.5 ms more for "latest of
+every sensor" at this size; bench/run.py)."""
 
 PAGE_SIZE = 1024
 """Bytes per page of a NEW database (SQLite's default is 4096).
@@ -299,6 +300,7 @@ class Storage:
         self._episode_dropped = 0
         self._last_commit = clock()
         self._last_merge = clock()
+        self._merge_failing = False
         self._recent_rows = 0  # rows in readings_recent, as of the last commit
         # SensorKey -> (id, name, unit) and SensorKey -> (ts, value) of the newest stored row
         # (None = the sensor has no rows). Only ever hold committed state.
@@ -498,19 +500,25 @@ class Storage:
             return 0
         try:
             with _transaction(conn):
-                moved = conn.execute("SELECT count(*) FROM readings_recent").fetchone()[0]
+                moved = _count_recent(conn)
                 conn.execute(_MERGE_SQL)
                 conn.execute("DELETE FROM readings_recent")
         except sqlite3.Error as exc:
-            log.warning(
+            # Once per episode, as write failures are: at the row limit it is retried per flush.
+            log.log(
+                logging.DEBUG if self._merge_failing else logging.WARNING,
                 "moving recent readings into the readings table failed (%s); they stay in"
                 " readings_recent and the move is tried again later",
                 exc,
             )
+            self._merge_failing = True
             return 0
+        if self._merge_failing:
+            log.info("moving recent readings into the readings table works again")
+            self._merge_failing = False
         self._recent_rows = 0
         log.debug("moved %d recent readings into the readings table", moved)
-        return int(moved)
+        return moved
 
     def _flush_once(self) -> int:
         self._check_file()
@@ -734,7 +742,8 @@ class Storage:
                     deleted += n
                     if n < PRUNE_BATCH:
                         break
-            # Only after the clock stepped back: readings_recent holds the newest readings.
+            # readings_recent holds the newest readings: this matters only after the clock
+            # stepped back, or with a retention shorter than MERGE_INTERVAL.
             n = self._delete_batch(conn, "DELETE FROM readings_recent WHERE ts < ?1", (cutoff,))
             deleted += n
             self._recent_rows = max(0, self._recent_rows - n)
