@@ -2,9 +2,11 @@
 
 ``python bench/_patched.py PATCH[,PATCH...] run --config FILE``
 
-bench/experiments.py runs the normal scenarios with this launcher instead of the
-``homepoll`` script. The patches are measurement aids only, not proposed code: each one
-removes, changes or puts back one cost on the daemon's normal (all polls succeed) path.
+bench/experiments.py and bench/_rss_levers.py run the normal scenarios with this launcher
+instead of the ``homepoll`` script; it imports only the standard library before homepoll,
+so it adds nothing measurable to the daemon's RSS. The patches are measurement aids only,
+not proposed code: each one removes, changes or puts back one cost on the daemon's normal
+(all polls succeed) path.
 The ``old-*`` patches put back what the code did before a change, so the current code is
 the baseline and each of them shows what that change saved.
 """
@@ -20,6 +22,10 @@ PATCHES: dict[str, str] = {
     "old-status-fsync": "before: status.json fsynced (file and folder) before/after the rename",
     "old-status-indent": "before: status.json written with indent=2",
     "status-every-10": "status.json written on every 10th write() only",
+    "old-sqlite-cache": "before: the writer's SQLite page cache at SQLite's default 2,000 KiB",
+    "stack-256k": "threading.stack_size(256 KiB) before any thread starts",
+    "gc-freeze": "gc.freeze() once start-up is done (at READY=1)",
+    "malloc-trim": "glibc malloc_trim(0) on the loop every 10 s from READY=1 on",
 }
 
 
@@ -221,6 +227,60 @@ def status_every_10() -> None:
         return original(self) if calls["n"] % 10 == 1 else True
 
     StatusFile.write = write
+
+
+def old_sqlite_cache() -> None:
+    from homepoll.storage import Storage
+
+    original = Storage._connect
+
+    def _connect(self):
+        original(self)
+        self._conn.execute("PRAGMA cache_size = -2000")
+
+    Storage._connect = _connect
+
+
+def _at_ready(action) -> None:
+    """Run ``action()`` on the loop right after the daemon's READY=1 (start-up complete)."""
+    from homepoll import notify
+
+    original = notify.notify
+    done = {"ready": False}
+
+    def patched(message, *args, **kwargs):
+        result = original(message, *args, **kwargs)
+        if not done["ready"] and "READY=1" in message.split("\n"):
+            done["ready"] = True
+            action()
+        return result
+
+    notify.notify = patched
+
+
+def stack_256k() -> None:
+    import threading
+
+    threading.stack_size(256 * 1024)
+
+
+def gc_freeze() -> None:
+    import gc
+
+    _at_ready(gc.freeze)
+
+
+def malloc_trim() -> None:
+    import asyncio
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+
+    def trim() -> None:
+        libc.malloc_trim(0)
+        asyncio.get_running_loop().call_later(10, trim)
+
+    _at_ready(trim)
 
 
 def main() -> int:

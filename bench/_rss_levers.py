@@ -1,14 +1,16 @@
 """RSS levers for ``homepoll run``: allocator settings, SQLite cache, thread stacks, gc.
 
     .venv/bin/python bench/_rss_levers.py --seconds 240 --rounds 2 --json /tmp/levers.json
-    .venv/bin/python bench/_rss_levers.py --only baseline,arena-2 --seconds 120 --rounds 1
+    .venv/bin/python bench/_rss_levers.py --only baseline,old-sqlite-cache --seconds 120 --rounds 1
     .venv/bin/python bench/_rss_levers.py --report /tmp/levers.json --seconds 240
     .venv/bin/python bench/_rss_levers.py --smaps 60       # one baseline: where the RSS is
 
 Every variant is a real daemon (150 Hue sensors + 10 AQM, both polled every second) with
-its own simulators, started through bench/_rss_launch.py (in-process patches, standard
+its own simulators, started through bench/_patched.py (in-process patches, standard
 library imports only) under ``env`` (glibc tunables), so the baseline runs through the same
-launcher. Variants of one round run side by side, at most --parallel at a time (12 variants
+launcher. The baseline is the code as shipped (SQLite cache 256 KiB, and the unit's
+MALLOC_ARENA_MAX=2, which bench/_daemon.py applies); ``old-*`` variants put back what a
+change removed. Variants of one round run side by side, at most --parallel at a time (12 variants
 at 6: two waves per round, about 9 minutes per round at 240 s). VmRSS is sampled every 5 s;
 at the end /proc/<pid>/smaps is split into: the brk heap (glibc main arena), other glibc
 arenas (64 MiB-aligned anonymous mappings followed by their PROT_NONE reserve: the writer
@@ -38,26 +40,26 @@ HISTORY_DAYS = 3
 ARENA_ALIGN = 64 * 1024 * 1024  # glibc HEAP_MAX_SIZE on 64-bit: non-main arenas are aligned to it
 TUNED = {"MALLOC_TRIM_THRESHOLD_": "131072", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
-# name: (environment, bench/_rss_launch.py PATCHES, seeded history)
+# name: (environment, bench/_patched.py PATCHES, seeded history); an empty value unsets
 VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...], bool]] = {
     "baseline": ({}, (), False),
-    "arena-2": ({"MALLOC_ARENA_MAX": "2"}, (), False),
+    "old-arenas (glibc default)": ({"MALLOC_ARENA_MAX": ""}, (), False),
     "arena-1": ({"MALLOC_ARENA_MAX": "1"}, (), False),
-    "arena-2+thresholds": ({"MALLOC_ARENA_MAX": "2", **TUNED}, (), False),
-    "sqlite-cache-512": ({}, ("sqlite-cache-512",), False),
-    "sqlite-cache-256": ({}, ("sqlite-cache-256",), False),
+    "arena-2+thresholds": (TUNED, (), False),
+    "old-sqlite-cache": ({}, ("old-sqlite-cache",), False),
     "stack-256k": ({}, ("stack-256k",), False),
     "gc-freeze": ({}, ("gc-freeze",), False),
     "malloc-trim": ({}, ("malloc-trim",), False),
-    "combo": ({"MALLOC_ARENA_MAX": "2"}, ("sqlite-cache-256", "stack-256k", "malloc-trim"), False),
     f"baseline, {HISTORY_DAYS}-day db": ({}, (), True),
-    f"sqlite-cache-256, {HISTORY_DAYS}-day db": ({}, ("sqlite-cache-256",), True),
+    f"old-sqlite-cache, {HISTORY_DAYS}-day db": ({}, ("old-sqlite-cache",), True),
 }
 
 
 def command(env: dict[str, str], patches: tuple[str, ...]) -> list[str]:
-    prefix = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
-    return [*prefix, PYTHON, str(BENCH / "_rss_launch.py"), ",".join(patches)]
+    prefix = ["env"]
+    for key, value in env.items():
+        prefix += ["-u", key] if value == "" else [f"{key}={value}"]
+    return [*prefix, PYTHON, str(BENCH / "_patched.py"), ",".join(patches)]
 
 
 # --------------------------------------------------------------------------- smaps
