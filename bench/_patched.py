@@ -194,10 +194,10 @@ def old_status_fsync() -> None:
     import homepoll.health as health
     from homepoll.fsutil import atomic_write_text
 
-    def replace_file(path, data, mode=0o644):
-        atomic_write_text(path, data.decode(), mode)  # fsync of the file and its folder
+    def durable_write(path, text, mode=0o644, *, durable=True):
+        atomic_write_text(path, text, mode)  # fsync of the file and its folder
 
-    health._replace_file = replace_file
+    health.atomic_write_text = durable_write
 
 
 def old_status_indent() -> None:

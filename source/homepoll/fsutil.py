@@ -12,22 +12,29 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder, fsync and rename."""
+def atomic_write_text(path: Path, text: str, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and rename it over.
+
+    Readers see the old file or the new one, never part of one. ``durable`` also fsyncs the
+    file and its folder, so the new file survives a power cut; a file rewritten after every
+    poll (status.json) skips that and lets its readers cope with what a power cut leaves.
+    """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def write_secret_file(path: Path, text: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from homepoll import __version__
+from homepoll.fsutil import atomic_write_text
 from homepoll.logs import redact
 
 STATUS_FILE = "status.json"
@@ -144,40 +145,17 @@ class StatusFile:
         """Stamp ``updated_at`` and replace the file atomically. False (logged) on an OS error:
         a full disk must not stop polling."""
         self.updated_at = iso_utc(self._now())
-        data = (json.dumps(self.to_dict(), sort_keys=True) + "\n").encode()
+        text = json.dumps(self.to_dict(), sort_keys=True) + "\n"
         try:
             try:
-                _replace_file(self.path, data)
+                atomic_write_text(self.path, text, durable=False)
             except FileNotFoundError:  # the folder is gone (or was never made): make it, again
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                _replace_file(self.path, data)
+                atomic_write_text(self.path, text, durable=False)
         except OSError as exc:
             log.warning("cannot write %s: %s", self.path, exc)
             return False
         return True
-
-
-def _replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``.
-
-    Readers see the old file or the new one, never part of one. Deliberately no fsync of the
-    file or the folder (unlike fsutil.atomic_write_text): status.json is rewritten after every
-    poll, and what a power cut can leave behind is handled by its readers.
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            os.fchmod(fd, mode)  # mkstemp creates 0600; status.json is world-readable
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
