@@ -256,7 +256,7 @@ def idle(sensors: int, interval: float, watchdog_usec: int) -> dict:
             time.sleep(0.2)
             t0, s0, o0 = time.monotonic(), daemon.sample(), daemon.outcomes()
             next_poll = daemon.status()["collectors"]["hue"]["next_poll"]
-            from homepoll.health import parse_iso
+            from homepoll.timefmt import parse_iso
 
             due = parse_iso(next_poll)
             quiet_until = time.monotonic() + (due.timestamp() - time.time()) - 0.5 if due else None

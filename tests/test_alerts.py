@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from homepoll.alerts import AlertFile, run_alert_command, sanitize
-from homepoll.logs import register_secret
+from homepoll.safetext import register_secret
 
 REMEDY = "Press the link button on the bridge, then run: homepoll hue-pair --bridge HOST"
 

@@ -20,7 +20,7 @@ from homepoll.health import (
     format_status,
     read_status,
 )
-from homepoll.logs import register_secret
+from homepoll.safetext import register_secret
 
 NOW = datetime(2026, 11, 22, 7, 1, 12, tzinfo=UTC)
 

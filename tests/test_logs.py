@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from homepoll.config import LogSettings
-from homepoll.logs import redact, register_secret, remove_handlers, setup_logging
+from homepoll.logs import remove_handlers, setup_logging
+from homepoll.safetext import redact, register_secret
 
 TIMESTAMPED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) \S+: ")
 

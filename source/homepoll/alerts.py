@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import subprocess
 from collections.abc import Callable, Sequence
@@ -20,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from homepoll.fsutil import atomic_write_text
-from homepoll.logs import redact
+from homepoll.safetext import one_line, redact
+from homepoll.timefmt import iso_utc, parse_iso
 
 log = logging.getLogger("homepoll.alerts")
 
@@ -37,33 +37,12 @@ _TITLES = {
     "amazon_aqm": "Amazon rejects homepoll's cookies (token refresh needed)",
 }
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _LABEL_WIDTH = 18
 
 
 def sanitize(text: object, limit: int = MAX_ERROR_CHARS) -> str:
     """One redacted line of at most ``limit`` characters: safe to put in a file a person reads."""
-    line = _CONTROL.sub(" ", redact(str(text)))
-    line = " ".join(line.split())
-    if len(line) > limit:
-        line = line[: limit - 1].rstrip() + "…"
-    return line
-
-
-def format_time(moment: datetime) -> str:
-    """ISO-8601 UTC to the second, "2026-11-22T07:01:12Z"."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
-def _parse_time(text: str) -> datetime | None:
-    text = text.replace("(UTC)", "").strip()
-    try:
-        return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
+    return one_line(text, limit)
 
 
 def run_alert_command(
@@ -199,7 +178,7 @@ class AlertFile:
                 "Last error",
             ):
                 fields.setdefault(label.strip(), value.strip())
-        since = _parse_time(fields.get("First failure", ""))
+        since = parse_iso(fields.get("First failure", "").replace("(UTC)", ""))
         if since is None:  # unreadable or hand-edited: still an open alert, dated by the file
             try:
                 since = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
@@ -210,12 +189,12 @@ class AlertFile:
             self.count = max(0, int(fields.get("Failed polls", "0")))
         except ValueError:
             self.count = 0
-        self.last_failure = _parse_time(fields.get("Last failure", ""))
+        self.last_failure = parse_iso(fields.get("Last failure", "").replace("(UTC)", ""))
         self.last_error = fields.get("Last error", "")
         log.info(
             "alert for %s still open since %s (%d failed polls): %s",
             self.collector,
-            format_time(self.since),
+            iso_utc(self.since),
             self.count,
             self.path,
         )
@@ -231,9 +210,9 @@ class AlertFile:
         lines = [
             f"homepoll: {self.title}",
             row("Collector", self.collector),
-            row("First failure", f"{format_time(self.since)} (UTC)"),
+            row("First failure", f"{iso_utc(self.since)} (UTC)"),
             row("Failed polls", self.count),
-            row("Last failure", f"{format_time(last)} (UTC)"),
+            row("Last failure", f"{iso_utc(last)} (UTC)"),
             row("Last error", self.last_error),
             "",
             "What to do:",
@@ -287,7 +266,7 @@ class AlertFile:
             "alert %s cleared: %s works again (open since %s, %d failed polls)",
             self.path.name,
             self.collector,
-            format_time(since),
+            iso_utc(since),
             count,
         )
         self._run_command("clear")

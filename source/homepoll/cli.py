@@ -17,7 +17,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from homepoll import __version__
@@ -30,6 +29,8 @@ from homepoll.config import (
     secret_problems,
 )
 from homepoll.errors import EX_CONFIG, CollectorError
+from homepoll.safetext import escape_control
+from homepoll.timefmt import iso_utc, parse_iso
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -155,16 +156,8 @@ def _print_report(report, *, show_readings: bool) -> None:
         )
     if show_readings:
         for r in report.readings:
-            when = datetime.fromtimestamp(r.ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-            print(f"  {when}  {_safe(r.name):<28} {r.metric:<12} {r.value:>10g} {r.unit}")
-
-
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _safe(text: str) -> str:
-    """Names come from the network: never let control characters reach the terminal."""
-    return _UNPRINTABLE.sub("?", text)
+            when = _ms_time(r.ts)
+            print(f"  {when}  {escape_control(r.name):<28} {r.metric:<12} {r.value:>10g} {r.unit}")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -175,11 +168,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from homepoll.health import evaluate, format_status, read_status
+    from homepoll.health import STATUS_FILE, evaluate, format_status, read_status
     from homepoll.storage import database_summary
 
     config = _load(args, require_secrets=False)
-    status = read_status(config.data_dir / "status.json")
+    status = read_status(config.data_dir / STATUS_FILE)
     code, lines = evaluate(status, config.data_dir)
     summary = database_summary(config.storage.path)
     if args.json:
@@ -204,14 +197,11 @@ def parse_since(text: str, now: float) -> int:
     match = _SINCE.match(text.strip())
     if match:
         return int((now - float(match[1]) * _UNIT_SECONDS[match[2]]) * 1000)
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_iso(text)
+    if moment is None:
         raise UsageProblem(
             f"--since: expected a duration like 1h, 30m, 2d or an ISO time, got {text!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        )
     return int(moment.timestamp() * 1000)
 
 
@@ -230,20 +220,20 @@ def cmd_readings(args: argparse.Namespace) -> int:
         writer = csv.writer(sys.stdout, lineterminator="\r\n")
         writer.writerow(["time", *fields[1:]])
         for row in rows:
-            writer.writerow([_iso_ms(row["ts"]), *(row[k] for k in fields[1:])])
+            writer.writerow([_ms_time(row["ts"]), *(row[k] for k in fields[1:])])
     else:
         if not rows:
-            print(f"no readings since {_iso_ms(since)}")
+            print(f"no readings since {_ms_time(since)}")
         for row in rows:
             print(
-                f"{_iso_ms(row['ts'])}  {_safe(row['name']):<28} {row['metric']:<12} "
+                f"{_ms_time(row['ts'])}  {escape_control(row['name']):<28} {row['metric']:<12} "
                 f"{row['value']:>10g} {row['unit']}"
             )
     return EXIT_OK
 
 
-def _iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+def _ms_time(ms: int) -> str:
+    return iso_utc(ms / 1000, sep=" ")
 
 
 def cmd_hue_pair(args: argparse.Namespace) -> int:
@@ -320,7 +310,7 @@ async def _test_cookies(config: Config) -> int:
         return EXIT_FAILED
     print(f"the cookies work; {len(monitors)} monitor(s) found:")
     for monitor in monitors:
-        print(f"  {_safe(monitor.name)}  ({monitor.endpoint_id})")
+        print(f"  {escape_control(monitor.name)}  ({monitor.endpoint_id})")
     return EXIT_OK
 
 

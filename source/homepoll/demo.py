@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from homepoll.collectors.amazon_aqm import AmazonAqmCollector
 from homepoll.config import Config, load_config
 from homepoll.cookies import save_cookie_file
 from homepoll.daemon import Daemon
@@ -30,7 +31,6 @@ from homepoll.simulator.aqm_api import AqmApiSimulator
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
 
 MIN_DURATION = 12.0
-AQM_ALERT = "ALERT_TOKEN_REFRESH_NEEDED.txt"
 
 
 def demo_settings() -> dict:
@@ -85,7 +85,7 @@ class Story:
             )
         if report.collector != "amazon_aqm":
             return
-        alert = self.data / AQM_ALERT
+        alert = self.data / AmazonAqmCollector.alert_file
         if not report.ok and alert.exists() and not self.alert_raised:
             self.alert_raised = True
             self.say(f"ALERT FILE RAISED: {alert}")

@@ -24,7 +24,9 @@ from typing import Any
 
 from homepoll import __version__
 from homepoll.fsutil import atomic_write_text
-from homepoll.logs import redact
+from homepoll.model import finite_number
+from homepoll.safetext import redact
+from homepoll.timefmt import iso_utc, parse_iso
 
 STATUS_FILE = "status.json"
 
@@ -42,24 +44,6 @@ STALE_WITHOUT_SCHEDULE = 3600.0  # when no collector has a next_poll
 LOW_DISK_BYTES = 1024 * 1024
 """Below this much free space in data_dir, `status` reports the disk as full: the daemon cannot
 even rewrite status.json then, so the file alone would keep showing the last good state."""
-
-
-def iso_utc(moment: datetime) -> str:
-    """ "2026-11-22T07:01:12Z" (naive datetimes are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(value: object) -> datetime | None:
-    """Parse an ISO-8601 time written by us (or any ISO form); None when absent or malformed."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _jsonable(value: Any) -> Any:
@@ -293,11 +277,11 @@ def evaluate(
     degraded.extend(alert_lines)
     storage = status.get("storage") if isinstance(status.get("storage"), dict) else {}
     assert isinstance(storage, dict)
-    if _number(storage.get("queued")) > 0 and storage.get("last_error"):
+    if (finite_number(storage.get("queued")) or 0) > 0 and storage.get("last_error"):
         # Readings waiting for the next batched commit (storage.commit_interval) are normal;
         # only a queue that writes cannot empty is a problem.
         degraded.append(f"storage: {storage['queued']} readings queued in memory (writes failing)")
-    if _number(storage.get("dropped")) > 0:
+    if (finite_number(storage.get("dropped")) or 0) > 0:
         degraded.append(f"storage: {storage['dropped']} readings dropped (queue overflow)")
     if storage.get("last_error"):
         degraded.append(f"storage error: {redact(str(storage['last_error']))}")
@@ -307,10 +291,6 @@ def evaluate(
     if degraded:
         return EXIT_DEGRADED, [f"degraded (pid {pid})", *degraded]
     return EXIT_HEALTHY, [f"healthy (pid {pid}, {len(collectors)} collectors)"]
-
-
-def _number(value: object) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _duration(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""Logging setup: rotating file, journald-friendly stderr, and secret redaction.
+"""Logging setup: rotating file, journald-friendly stderr, every line through safetext.
 
 Redaction runs as a filter on every handler we install (not on a logger), so a record from
 any logger, ours or a library's, is rewritten before it is formatted: the Hue key and the
@@ -11,34 +11,14 @@ import json
 import logging
 import logging.handlers
 import os
-import re
 import sys
-import threading
-import urllib.parse
 from datetime import UTC, datetime
 from typing import TextIO
 
 from homepoll.config import LogSettings
+from homepoll.safetext import escape_control, redact, register_secret
 
-MASK = "***"
-MIN_SECRET_LENGTH = 6
-
-# A Hue key sits in the URL path right after /api/; mask whatever is there even when the key
-# was never registered (a key typed into a bridge URL by hand, an old key from a log of phue).
-_HUE_URL_KEY = re.compile(r"(/api/)[^/\s\"'?#<>]+")
-
-# Control characters in a message (a sensor name from the network, a command's output) would
-# start a forged line in the log file or the journal: they are written as escapes instead.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
-
-
-def _escape_control(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in "\n\r":
-        return "\\n" if char == "\n" else "\\r"
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
-
+__all__ = ["register_secret"]  # amazon_aqm imports it from here until it uses safetext
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -58,40 +38,7 @@ _JOURNAL_PRIORITY = {
 _SILENCED = ("phue",)
 _QUIETED = ("httpx", "httpcore", "apscheduler")  # apscheduler logs every run at INFO
 
-_secrets_lock = threading.Lock()
-_secrets: set[str] = set()
-_secret_pattern: re.Pattern[str] | None = None
-
 _installed: list[logging.Handler] = []
-
-
-def register_secret(value: str) -> None:
-    """Mask ``value`` (and its URL- and JSON-escaped forms) in every later log line."""
-    global _secret_pattern
-    if not isinstance(value, str):
-        return
-    variants = {value, value.strip()}
-    variants |= {urllib.parse.quote(v, safe="") for v in list(variants)}
-    variants |= {json.dumps(v)[1:-1] for v in list(variants)}
-    variants = {v for v in variants if len(v) >= MIN_SECRET_LENGTH}
-    if not variants:
-        return
-    with _secrets_lock:
-        if variants <= _secrets:
-            return
-        _secrets.update(variants)
-        ordered = sorted(_secrets, key=len, reverse=True)  # longest first: no partial leftovers
-        _secret_pattern = re.compile("|".join(re.escape(s) for s in ordered))
-
-
-def redact(text: str) -> str:
-    """Return ``text`` with registered secrets and Hue URL keys replaced by ``***``."""
-    if not isinstance(text, str):
-        text = str(text)
-    pattern = _secret_pattern
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
-    return _HUE_URL_KEY.sub(r"\g<1>" + MASK, text)
 
 
 class RedactingFilter(logging.Filter):
@@ -104,7 +51,7 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # bad %-args: keep the information, still redacted
             message = f"{record.msg!s} (unformattable args: {record.args!r})"
-        record.msg = _CONTROL.sub(_escape_control, redact(message))
+        record.msg = escape_control(redact(message))
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = self._exc_formatter.formatException(record.exc_info)

@@ -5,6 +5,7 @@ Kept free of behaviour so every part can import it without pulling in the others
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -57,3 +58,21 @@ class CollectResult:
     readings: list[Reading] = field(default_factory=list)
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+def finite_number(value: object, *, from_text: bool = False) -> float | None:
+    """A value as a reading can hold it: a finite float, or None for anything else.
+
+    JSON gives ints, floats (Python's json even reads ``Infinity`` and ``NaN``) and, from some
+    sources, numbers as text (``from_text``); booleans are never numbers, and an int too large
+    for a float is garbage, not a reading.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, str) and not from_text:
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None

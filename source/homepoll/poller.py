@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from homepoll.alerts import AlertFile
@@ -23,17 +22,11 @@ from homepoll.health import StatusFile
 from homepoll.model import Reading
 from homepoll.retry import PollFailed, RetryPolicy
 from homepoll.storage import PollRecord, Storage, WriteResult
+from homepoll.timefmt import iso_or_none
 
 log = logging.getLogger("homepoll.poller")
 
 T = TypeVar("T")
-
-
-def utc_iso(seconds: float | None) -> str | None:
-    """Unix seconds -> the ISO-8601 UTC form used in status.json and alert files."""
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StorageWriter:
@@ -243,11 +236,11 @@ class CollectorRunner:
         self.status.update_collector(
             self.name,
             state=self.state,
-            last_success=utc_iso(self.last_success),
-            last_attempt=utc_iso(self.last_attempt),
+            last_success=iso_or_none(self.last_success),
+            last_attempt=iso_or_none(self.last_attempt),
             last_error=self.last_error,
             consecutive_failures=self.consecutive_failures,
-            next_poll=utc_iso(next_poll),
+            next_poll=iso_or_none(next_poll),
             readings_stored=self.readings_stored,
             interval=self.current_interval(),
             polls=self.polls,
