@@ -57,9 +57,9 @@ def main() -> int:
     n = args.n
     from homepoll.collectors.hue import _HueBridge, parse_sensors
     from homepoll.config import RetrySettings
-    from homepoll.health import StatusFile
     from homepoll.notify import notify
     from homepoll.retry import RetryPolicy
+    from homepoll.status_file import StatusFile
     from homepoll.storage import PollRecord, Storage
 
     rows: list[tuple[str, float, float | None]] = []

@@ -404,7 +404,7 @@ def written():
 
 storage = Storage(sys.argv[1])
 storage.open()
-conn = storage._conn
+conn = storage._db.conn
 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 os.sync()
 before = written()

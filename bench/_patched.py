@@ -191,7 +191,7 @@ def old_parse() -> None:
 
 
 def old_status_fsync() -> None:
-    import homepoll.health as health
+    import homepoll.status_file as health
     from homepoll.fsutil import atomic_write_text
 
     def durable_write(path, text, mode=0o644, *, durable=True):
@@ -201,7 +201,7 @@ def old_status_fsync() -> None:
 
 
 def old_status_indent() -> None:
-    import homepoll.health as health
+    import homepoll.status_file as health
 
     real = health.json
 
@@ -217,7 +217,7 @@ def old_status_indent() -> None:
 
 
 def status_every_10() -> None:
-    from homepoll.health import StatusFile
+    from homepoll.status_file import StatusFile
 
     original = StatusFile.write
     calls = {"n": 0}
@@ -230,15 +230,9 @@ def status_every_10() -> None:
 
 
 def old_sqlite_cache() -> None:
-    from homepoll.storage import Storage
+    from homepoll.storage import connection
 
-    original = Storage._connect
-
-    def _connect(self):
-        original(self)
-        self._conn.execute("PRAGMA cache_size = -2000")
-
-    Storage._connect = _connect
+    connection.CACHE_KIB = 2000
 
 
 def _at_ready(action) -> None:

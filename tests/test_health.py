@@ -11,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from homepoll.health import (
-    EXIT_DEGRADED,
-    EXIT_HEALTHY,
-    EXIT_NOT_RUNNING,
-    StatusFile,
-    evaluate,
-    format_status,
-    read_status,
-)
+from homepoll.health import EXIT_DEGRADED, EXIT_HEALTHY, EXIT_NOT_RUNNING, evaluate, format_status
 from homepoll.safetext import register_secret
+from homepoll.status_file import StatusFile, read_status
 
 NOW = datetime(2026, 11, 22, 7, 1, 12, tzinfo=UTC)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from homepoll import storage
 from homepoll.model import Reading
 from homepoll.storage import (
     MIGRATIONS,
@@ -25,6 +24,8 @@ from homepoll.storage import (
     query_readings,
     recent_polls,
 )
+from homepoll.storage import prune as prune_module
+from homepoll.storage import queries as queries_module
 
 T0 = 1_763_000_000_000  # unix ms
 DAY = 86_400_000
@@ -317,7 +318,7 @@ def test_disk_full_keeps_readings_queued_then_writes_them_once(make, db: Path) -
     s.write([temp(T0, 20.0)], T0, poll())
     # Make SQLite itself report SQLITE_FULL: cap the file at its current size on the
     # daemon's own connection (the limit is per connection, so nothing else can set it).
-    conn = s._conn
+    conn = s._db.conn
     assert conn is not None
     (pages,) = conn.execute("PRAGMA page_count").fetchone()
     conn.execute(f"PRAGMA max_page_count = {pages}")
@@ -407,7 +408,7 @@ def test_database_deleted_while_open_is_recreated(
 def test_prune_deletes_old_readings_and_polls_in_batches(
     make, db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "PRUNE_BATCH", 3)
+    monkeypatch.setattr(prune_module, "PRUNE_BATCH", 3)
     s = make()
     now = T0 + 10 * DAY
     old = [temp(T0 + i, i) for i in range(7)] + [temp(T0 + i, i, device="b") for i in range(5)]
@@ -470,9 +471,9 @@ def test_latest_readings_per_sensor_without_scanning(make, db: Path) -> None:
     # The read queries must seek the primary key per sensor, never scan all readings.
     with contextlib.closing(sqlite3.connect(db)) as conn:
         queries = [
-            (storage._LATEST_SQL, []),
-            storage._readings_sql(T0, None, None, None),
-            storage._readings_sql(T0, "a", "temperature", 10),
+            (queries_module._LATEST_SQL, []),
+            queries_module._readings_sql(T0, None, None, None),
+            queries_module._readings_sql(T0, "a", "temperature", 10),
         ]
         for sql, args in queries:
             plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]

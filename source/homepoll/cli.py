@@ -116,8 +116,8 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 async def _once(config: Config, names: list[str], *, store: bool):
-    from homepoll.health import StatusFile, status_file_path
     from homepoll.poller import StorageWriter, build_runner
+    from homepoll.status_file import StatusFile, status_file_path
     from homepoll.storage import Storage
 
     writer = StorageWriter(Storage(config.storage.path)) if store else None
@@ -168,7 +168,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from homepoll.health import STATUS_FILE, evaluate, format_status, read_status
+    from homepoll.health import evaluate, format_status
+    from homepoll.status_file import STATUS_FILE, read_status
     from homepoll.storage import database_summary
 
     config = _load(args, require_secrets=False)

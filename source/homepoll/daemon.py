@@ -24,9 +24,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from homepoll import __version__, notify
 from homepoll.collectors.base import build_collector, enabled_collectors
 from homepoll.config import Config, ConfigError, load_config
-from homepoll.health import StatusFile, place_status_file
 from homepoll.logs import setup_logging
 from homepoll.poller import CollectorRunner, PollReport, StorageWriter, build_runner
+from homepoll.status_file import StatusFile, place_status_file
 from homepoll.storage import Storage
 
 log = logging.getLogger("homepoll.daemon")

@@ -18,9 +18,9 @@ from homepoll.alerts import AlertFile
 from homepoll.collectors.base import Collector, build_collector
 from homepoll.config import BackoffSettings, Config, RetrySettings
 from homepoll.errors import AuthError, CollectorError
-from homepoll.health import StatusFile
 from homepoll.model import Reading
 from homepoll.retry import PollFailed, RetryPolicy
+from homepoll.status_file import StatusFile
 from homepoll.storage import PollRecord, Storage, WriteResult
 from homepoll.timefmt import iso_or_none
 
