@@ -41,6 +41,7 @@ BAD_CONFIGS = [
     ),
     ("bad alert command", "alerts:\n  command: 42\n", "alerts.command"),
     ("negative retention", "storage:\n  retention_days: -3\n", "storage.retention_days"),
+    ("web listen without port", "web:\n  listen: 0.0.0.0\n", "web.listen"),
 ]
 
 

@@ -61,7 +61,9 @@ def expected_defaults(config_path: Path, username: str | None) -> Config:
         backoff=BackoffSettings(),
         alerts=AlertSettings(),
         hue=HueSettings(username_file=data / "hue_username", username=username),
-        amazon_aqm=AmazonAqmSettings(cookies_file=data / "amazon_cookies.json"),
+        amazon_aqm=AmazonAqmSettings(
+            cookies_file=data / "amazon_cookies.json", auth_file=data / "amazon_auth.json"
+        ),
     )
 
 
@@ -105,7 +107,9 @@ def test_shipped_values_are_exactly_the_builtin_defaults(tmp_path: Path) -> None
         log=dataclasses.replace(a.log, file=b.log.file),
         storage=dataclasses.replace(a.storage, path=b.storage.path),
         hue=dataclasses.replace(a.hue, username_file=b.hue.username_file),
-        amazon_aqm=dataclasses.replace(a.amazon_aqm, cookies_file=b.amazon_aqm.cookies_file),
+        amazon_aqm=dataclasses.replace(
+            a.amazon_aqm, cookies_file=b.amazon_aqm.cookies_file, auth_file=b.amazon_aqm.auth_file
+        ),
     )
 
 

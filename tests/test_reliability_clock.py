@@ -177,7 +177,7 @@ def test_on_change_values_after_a_step_back_are_stored_once_per_change(tmp_path)
     from homepoll.model import Reading
     from homepoll.storage import Storage
 
-    storage = Storage(tmp_path / "readings.db")
+    storage = Storage(tmp_path / "readings.db", commit_interval=0)
     storage.open()
     now = 1_790_000_000_000
 

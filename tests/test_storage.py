@@ -62,6 +62,7 @@ def make(db: Path) -> Iterator:
     made: list[Storage] = []
 
     def _make(**kwargs) -> Storage:
+        kwargs.setdefault("commit_interval", 0)  # these tests read the file after each write
         s = Storage(kwargs.pop("path", db), **kwargs)
         s.open()
         made.append(s)
@@ -489,7 +490,7 @@ def test_a_version_1_database_migrates_and_keeps_its_rows(tmp_path: Path) -> Non
     conn.execute("INSERT INTO polls VALUES ('hue', 1, 1, 1, 'ok', 0, NULL)")
     conn.commit()
     conn.close()
-    s = Storage(db)
+    s = Storage(db, commit_interval=0)
     s.open()
     s.close()
     assert rows(db, "PRAGMA user_version") == [(len(MIGRATIONS),)]
@@ -620,7 +621,7 @@ def test_a_version_2_database_is_readable_before_and_after_its_migration(tmp_pat
     before = (query_readings(db, 0), latest_readings(db), database_summary(db)["readings"])
     assert [r["value"] for r in before[0]] == [20.5] and len(before[1]) == 1 and before[2] == 1
     assert rows(db, "PRAGMA user_version") == [(2,)]  # the read side changed nothing
-    s = Storage(db)
+    s = Storage(db, commit_interval=0)
     s.open()
     s.write([temp(T0 + 1, 21.0, device="a")], T0, poll())
     s.close()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from homepoll.config import StorageSettings
 from homepoll.model import Reading
 from homepoll.storage import prune as _prune
 from homepoll.storage.connection import DatabaseFile, is_corrupt, needs_reconnect
@@ -62,7 +63,7 @@ class Storage:
         self,
         path: Path,
         *,
-        commit_interval: float = 0,
+        commit_interval: float = StorageSettings.commit_interval,
         queue_limit: int = 50_000,
         clock: Callable[[], float] = time.monotonic,
         busy_timeout: float = 5.0,
