@@ -158,59 +158,6 @@ def test_feature_keys_are_normalised_and_resolved(tmp_path: Path) -> None:
     assert config.mqtt.discovery_prefix is None
 
 
-BAD_FEATURE_VALUES = [
-    ("collectors: {hue: {api: v3}}", "collectors.hue.api", "one of auto, v1, v2"),
-    ("collectors: {hue: {transport: ftp}}", "collectors.hue.transport", "one of auto, https"),
-    (
-        "collectors: {hue: {api: v2, transport: http}}",
-        "collectors.hue.transport",
-        "api v2 needs HTTPS",
-    ),
-    ("collectors: {hue: {ca_file: nope.pem}}", "collectors.hue.ca_file", "not an existing file"),
-    ("collectors: {amazon_aqm: {include: []}}", "collectors.amazon_aqm.include", "one or more"),
-    (
-        "collectors: {amazon_aqm: {include: [air_quality_monitor, plugs]}}",
-        "collectors.amazon_aqm.include[1]",
-        'got "plugs"',
-    ),
-    (
-        "collectors: {amazon_aqm: {auth_base_url: api.amazon.com}}",
-        "collectors.amazon_aqm.auth_base_url",
-        "http:// or https://",
-    ),
-    ("alerts: {offline_after: 0}", "alerts.offline_after", ">= 1"),
-    ("alerts: {battery_low: 101}", "alerts.battery_low", "between 0 and 100"),
-    ("web: {enabled: maybe}", "web.enabled", "true or false"),
-    ("web: {listen: 8321}", "web.listen", "host:port"),
-    ("web: {listen: 0.0.0.0}", "web.listen", "the port is missing"),
-    ("web: {listen: '127.0.0.1:0'}", "web.listen", "1 to 65535"),
-    ("web: {listen: 'http://127.0.0.1:8321'}", "web.listen", "without http://"),
-    ("mqtt: {port: 70000}", "mqtt.port", "an integer from 1 to 65535"),
-    ("mqtt: {host: 'broker:1883'}", "mqtt.host", "port:"),
-    ("mqtt: {base_topic: 'home/#'}", "mqtt.base_topic", "without wildcards"),
-    ("mqtt: {discovery_prefix: ''}", "mqtt.discovery_prefix", "or null"),
-    ("mqtt: {password_file: pw}", "mqtt.password_file", "needs username"),
-    ("mqtt: {username: ''}", "mqtt.username", "non-empty"),
-    ("mqtt: {tls: 1}", "mqtt.tls", "true or false"),
-    ("mqtt: {evnts: true}", "mqtt.evnts", 'did you mean "events"?'),
-    ("mqtt: {ca_file: ''}", "mqtt.ca_file", "non-empty path"),
-    ("listen: 1.2.3.4:5", "listen", "did you mean web.listen?"),
-    ("bridge: 10.0.0.2", "bridge", "did you mean collectors.hue.bridge?"),
-]
-
-
-@pytest.mark.parametrize(
-    ("text", "key", "fragment"), BAD_FEATURE_VALUES, ids=[c[1] for c in BAD_FEATURE_VALUES]
-)
-def test_bad_feature_value_gives_one_line_naming_its_key(
-    tmp_path: Path, text: str, key: str, fragment: str
-) -> None:
-    problems = _problems(tmp_path, text + "\n")
-    assert len(problems) == 1, problems
-    assert problems[0].startswith(f"{key}: "), problems
-    assert fragment in problems[0], problems
-
-
 def test_secret_files_fall_back_to_systemd_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

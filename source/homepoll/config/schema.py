@@ -35,6 +35,17 @@ def setting(default: Any, check: c.Check, doc: str, **extra: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+def data_file_setting(name: str, doc: str) -> Any:
+    """A file path key whose null default is ``<data_dir>/name``."""
+    check = c.optional(c.path_text)
+    return setting(Path("data") / name, check, doc, path=True, data_file=name)
+
+
+def file_setting(doc: str, **extra: Any) -> Any:
+    """An optional file path key (null = none), relative to the config's folder."""
+    return setting(None, c.optional(c.path_text), doc, path=True, **extra)
+
+
 def section(cls: type, doc: str, *, inherit: str | None = None, under: str | None = None) -> Any:
     """A nested mapping of keys. ``inherit``: a top-level section whose given keys are this
     one's defaults, key by key (a collector's retry: over the global retry:). ``under``: the
@@ -79,7 +90,7 @@ class RetrySettings:
 @dataclass(frozen=True)
 class BackoffSettings:
     failure_threshold: int = setting(5, c.integer(1), "failed polls in a row before slowing down")
-    max_interval: float = setting(900.0, c.number(1), "slowest poll cadence while failing")
+    max_interval: float = setting(900, c.number(1), "slowest poll cadence while failing")
 
 
 @dataclass(frozen=True)
@@ -100,15 +111,9 @@ class LogSettings:
 
 @dataclass(frozen=True)
 class StorageSettings:
-    path: Path = setting(
-        Path("data/readings.db"),
-        c.optional(c.path_text),
-        "SQLite database; null = <data_dir>/readings.db",
-        path=True,
-        data_file="readings.db",
-    )
-    retention_days: float = setting(0.0, c.number(0), "delete older readings; 0 = keep forever")
-    commit_interval: float = setting(300.0, c.number(0), "seconds between database commits")
+    path: Path = data_file_setting("readings.db", "the SQLite database")
+    retention_days: float = setting(0, c.number(0), "delete older readings; 0 = keep forever")
+    commit_interval: float = setting(300, c.number(0), "seconds between database commits")
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,8 @@ class AlertSettings:
     command: tuple[str, ...] | None = setting(
         None, c.command, "program run on raise/clear (a string is shlex-split)"
     )
-    offline_after: float = setting(3600.0, c.number(1), "seconds failing before OFFLINE alert")
-    battery_low: float = setting(15.0, c.number(0, maximum=100), "battery % listed as low")
+    offline_after: float = setting(3600, c.number(1), "seconds failing before OFFLINE alert")
+    battery_low: float = setting(15, c.number(0, maximum=100), "battery % listed as low")
 
     @staticmethod
     def settle(values: dict[str, Any], given: set[str], _report: Report, resolve: Any) -> None:
@@ -135,21 +140,11 @@ class HueSettings:
     transport: str = setting(
         "auto", c.one_of("auto", "https", "http"), "auto | https | http to the bridge"
     )
-    ca_file: Path | None = setting(
-        None,
-        c.optional(c.path_text),
-        "CA for the bridge; null = the shipped Hue root CA",
-        path=True,
-        existing_file=True,
+    ca_file: Path | None = file_setting(
+        "CA of the bridge; null = the Hue root CA", existing_file=True
     )
-    username_file: Path = setting(
-        Path("data/hue_username"),
-        c.optional(c.path_text),
-        "file holding the bridge key; null = <data_dir>/hue_username",
-        path=True,
-        data_file=HUE_CREDENTIAL,
-    )
-    interval: float = setting(60.0, c.number(1), "seconds between polls")
+    username_file: Path = data_file_setting(HUE_CREDENTIAL, "file holding the bridge key")
+    interval: float = setting(60, c.number(1), "seconds between polls")
     sensors: tuple[str, ...] = setting(
         (), c.sensors, "[] = all; else names or ids", yaml_default=[]
     )
@@ -179,20 +174,8 @@ class AmazonAqmSettings:
         "null = https://alexa.<domain>",
         yaml_default=None,
     )
-    cookies_file: Path = setting(
-        Path("data/amazon_cookies.json"),
-        c.optional(c.path_text),
-        "cookie file; null = <data_dir>/amazon_cookies.json",
-        path=True,
-        data_file=AMAZON_CREDENTIAL,
-    )
-    auth_file: Path = setting(
-        Path("data/amazon_auth.json"),
-        c.optional(c.path_text),
-        "refresh token + device; null = <data_dir>/amazon_auth.json",
-        path=True,
-        data_file=AMAZON_AUTH_CREDENTIAL,
-    )
+    cookies_file: Path = data_file_setting(AMAZON_CREDENTIAL, "the cookie file")
+    auth_file: Path = data_file_setting(AMAZON_AUTH_CREDENTIAL, "refresh token + device")
     auth_base_url: str = setting(
         "https://api.amazon.com",
         c.optional(c.base_url),
@@ -205,7 +188,7 @@ class AmazonAqmSettings:
         "which devices to record",
         yaml_default=["air_quality_monitor"],
     )
-    interval: float = setting(300.0, c.number(1), "seconds between polls")
+    interval: float = setting(300, c.number(1), "seconds between polls")
     retry: RetrySettings = section(RetrySettings, "overrides of retry:", inherit="retry")
 
     @staticmethod
@@ -229,17 +212,9 @@ class MqttSettings:
     host: str = setting("localhost", c.host, "broker host")
     port: int = setting(1883, c.integer(1, 65535), "broker port")
     username: str | None = setting(None, c.optional(c.text), "null = anonymous")
-    password_file: Path | None = setting(
-        None, c.optional(c.path_text), "file holding the broker password (0600)", path=True
-    )
+    password_file: Path | None = file_setting("file holding the broker password (0600)")
     tls: bool = setting(False, c.boolean, "TLS to the broker")
-    ca_file: Path | None = setting(
-        None,
-        c.optional(c.path_text),
-        "CA for the broker; null = the system's",
-        path=True,
-        existing_file=True,
-    )
+    ca_file: Path | None = file_setting("CA of the broker; null = the system's", existing_file=True)
     base_topic: str = setting("homepoll", c.topic, "topics start with this")
     discovery_prefix: str | None = setting(
         "homeassistant", c.optional(c.topic), "Home Assistant discovery; null = none"
