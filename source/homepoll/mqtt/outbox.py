@@ -1,0 +1,120 @@
+"""The events outbox: which stored readings the broker has not acknowledged yet.
+
+A trigger copies every row that lands in ``readings_recent`` (every new reading goes there
+first) into ``mqtt_outbox``, in the same transaction as the reading itself, so a reading is
+stored and queued for MQTT together or not at all. ``seq`` is the database's own order.
+``mqtt_cursor`` holds the last ``seq`` the broker acknowledged; it moves only after the
+acknowledgement, and rows behind it are deleted except the newest, which keeps SQLite from
+handing out a ``seq`` below the cursor again. The trigger exists only while
+``mqtt.events`` is on, so with events off a reading costs nothing extra.
+
+No MQTT library here: the daemon calls ``drop_capture`` with MQTT off.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+TRIGGER = "mqtt_outbox_capture"
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS mqtt_outbox (
+      seq INTEGER PRIMARY KEY,
+      sensor_id INTEGER NOT NULL,
+      ts INTEGER NOT NULL,
+      value REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS mqtt_cursor (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      seq INTEGER NOT NULL
+    )""",
+)
+_CREATE_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS {TRIGGER} AFTER INSERT ON readings_recent
+BEGIN
+  INSERT INTO mqtt_outbox (sensor_id, ts, value) VALUES (new.sensor_id, new.ts, new.value);
+END"""
+_BATCH_SQL = (
+    "SELECT o.seq, o.ts, o.value, s.source, s.device_id, s.name, s.metric, s.unit"
+    " FROM mqtt_outbox o JOIN sensors s ON s.id = o.sensor_id"
+    " WHERE o.seq > ? ORDER BY o.seq LIMIT ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    ts: int
+    value: float
+    source: str
+    device_id: str
+    name: str
+    metric: str
+    unit: str
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection of the events pump's own (WAL: reads never block the writer)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def start_capture(conn: sqlite3.Connection) -> None:
+    """Create the outbox (if missing) and the trigger that fills it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.execute(_CREATE_TRIGGER)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def drop_capture(path: Path) -> None:
+    """With events off: stop queueing readings (one look at the schema when nothing to do)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    try:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", (TRIGGER,)
+        ).fetchone()
+        if found:
+            conn.execute(f"DROP TRIGGER IF EXISTS {TRIGGER}")
+    finally:
+        conn.close()
+
+
+def cursor(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT seq FROM mqtt_cursor WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def backlog(conn: sqlite3.Connection) -> int:
+    """Readings stored but not yet acknowledged (seq has no holes: see the module doc)."""
+    newest = conn.execute("SELECT max(seq) FROM mqtt_outbox").fetchone()[0]
+    return max(0, int(newest or 0) - cursor(conn))
+
+
+def read_batch(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
+    return [Event(*row) for row in conn.execute(_BATCH_SQL, (after, limit))]
+
+
+def acknowledge(conn: sqlite3.Connection, seq: int) -> None:
+    """The broker has every event up to ``seq``: move the cursor, drop what is behind it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT INTO mqtt_cursor (id, seq) VALUES (1, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)",
+            (seq,),
+        )
+        conn.execute("DELETE FROM mqtt_outbox WHERE seq < ?", (seq,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

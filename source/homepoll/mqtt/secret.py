@@ -1,0 +1,69 @@
+"""The broker password: read from ``mqtt.password_file`` (or systemd's credential), never logged.
+
+Read at every connection attempt, so fixing the file needs no restart. Problems are named by
+key path and file, never by content.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from homepoll.fsutil import is_readable_by_others
+from homepoll.logs import register_secret
+
+log = logging.getLogger("homepoll.mqtt")
+
+CREDENTIAL_NAME = "mqtt_password"
+"""File name under ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=mqtt_password:...``)."""
+MAX_PASSWORD_BYTES = 4096
+
+
+class PasswordError(Exception):
+    """The password file is missing or unreadable; the message names the file only."""
+
+
+def password_path(password_file: Path | None) -> Path | None:
+    """The file to read: the configured one, else systemd's credential when it exists."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY", "").strip()
+    candidate = Path(creds) / CREDENTIAL_NAME if creds else None
+    if password_file is not None:
+        if not password_file.exists() and candidate is not None and candidate.exists():
+            return candidate
+        return password_file
+    if candidate is not None and candidate.exists():
+        return candidate
+    return None
+
+
+def read_password(password_file: Path | None, *, warned: set[Path] | None = None) -> str | None:
+    """The password (first line, stripped), None when none is configured; PasswordError."""
+    path = password_path(password_file)
+    if path is None:
+        return None
+    key = "mqtt.password_file"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_PASSWORD_BYTES + 1)
+    except FileNotFoundError:
+        raise PasswordError(f"{key}: {path} not found") from None
+    except PermissionError:
+        raise PasswordError(f"{key}: {path} cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise PasswordError(f"{key}: {path} cannot be read ({exc.strerror or 'error'})") from None
+    if len(raw) > MAX_PASSWORD_BYTES:
+        raise PasswordError(f"{key}: {path} is too long for a password")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PasswordError(f"{key}: {path} is not UTF-8 text") from None
+    lines = text.splitlines()
+    password = lines[0].strip() if lines else ""
+    if not password:
+        raise PasswordError(f"{key}: {path} is empty")
+    register_secret(password)
+    if warned is not None and path not in warned and is_readable_by_others(path):
+        warned.add(path)
+        log.warning("%s is readable by other users; run: chmod 600 %s", path, path)
+    return password
