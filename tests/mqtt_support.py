@@ -6,6 +6,7 @@ that need it skip with the reason when it is not there.
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import signal
@@ -54,6 +55,8 @@ class Broker:
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # as root, mosquitto would switch to a "mosquitto" user that cannot read tmp_path
+            f"user {getpass.getuser()}\n"
             "allow_anonymous false\n"
             f"password_file {passwords}\n"
             "persistence false\n"

@@ -110,6 +110,8 @@ def test_schema_version_wal_and_indexes(make, db: Path) -> None:
         "readings_recent": "table",
         "polls": "table",
         "readings_view": "view",
+        "mqtt_outbox": "table",  # empty unless mqtt.events (homepoll/mqtt/outbox.py)
+        "mqtt_cursor": "table",
     }
     cols = {t: [r[1] for r in rows(db, f"PRAGMA table_info({t})")] for t in objects}
     assert cols["readings"] == ["sensor_id", "ts", "value", "polled_at"]

@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from homepoll import __version__, notify
+from homepoll import mqtt as mqtt_feature
 from homepoll.collectors.base import build_collector, enabled_collectors
 from homepoll.config import Config, ConfigError, load_config
 from homepoll.logs import setup_logging
@@ -107,6 +108,7 @@ class Daemon:
         self._reloading: asyncio.Task | None = None
         self._watchdog: asyncio.Task | None = None
         self._clock_watch = ClockWatch()
+        self._mqtt = None  # homepoll.mqtt.service.MqttService when mqtt.enabled
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -122,6 +124,7 @@ class Daemon:
             Storage(self.config.storage.path, commit_interval=self.config.storage.commit_interval)
         )
         await self._writer.open()
+        self._mqtt = await mqtt_feature.start(self.config)  # before the first poll
         self._clock_watch.check()  # start from the clock as it is now
         self._scheduler = _Scheduler(
             before_processing=self._absorb_clock_jump, event_loop=loop, timezone=UTC
@@ -187,8 +190,15 @@ class Daemon:
                 result.queued,
                 result.error,
             )
+        if self._mqtt is not None:
+            await self._mqtt.stop()
         await self._writer.close()
         log.info("stopped cleanly")
+
+    @property
+    def mqtt_status(self):
+        """The broker link for /metrics and the dashboard (``MqttStatus``), None with MQTT off."""
+        return self._mqtt.status if self._mqtt is not None else None
 
     # -- polling ------------------------------------------------------------------------
 
@@ -243,6 +253,9 @@ class Daemon:
                     return
                 before = runner.current_interval()
                 report = await runner.poll()
+                if self._mqtt is not None and self._status is not None:
+                    self._mqtt.after_poll(report)  # no I/O: a dead broker never slows a poll
+                    self._status.update_section("mqtt", self._mqtt.status.as_dict())
                 self._reschedule(runner, before, report)
                 await runner.publish_status(self._next_poll(name))
                 self._notify_status()

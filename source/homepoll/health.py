@@ -221,6 +221,11 @@ def format_status(
                 )
             )
 
+        if isinstance(status.get("mqtt"), dict):
+            from homepoll.mqtt.status import describe
+
+            out += ["", describe(status["mqtt"], lambda value: _ago(value, now))]
+
     if summary:
         size = _first(summary, "size_bytes", "size")
         count = _first(summary, "readings", "count", "readings_count")

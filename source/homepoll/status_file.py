@@ -71,6 +71,7 @@ class StatusFile:
         self.version = version
         self.collectors: dict[str, dict[str, Any]] = {}
         self.storage: dict[str, Any] = {}
+        self.sections: dict[str, dict[str, Any]] = {}  # optional features' own entries (mqtt)
         self.updated_at: str | None = None
         if keep_existing or keep_owner:
             existing = read_status(self.path) or {}
@@ -98,8 +99,13 @@ class StatusFile:
         self.storage.update({k: _jsonable(v) for k, v in fields.items()})
         return self.storage
 
+    def update_section(self, name: str, fields: dict[str, Any]) -> None:
+        """Replace a feature's top-level entry (``mqtt``: broker link, backlog)."""
+        self.sections[name] = {k: _jsonable(v) for k, v in fields.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.sections,
             "pid": self.pid,
             "started_at": self.started_at,
             "updated_at": self.updated_at,

@@ -15,16 +15,21 @@ async def start(config: Any) -> Any:
     With events off the outbox trigger is dropped, so a reading costs nothing extra.
     """
     import asyncio
+    import logging
 
     from homepoll.mqtt.outbox import drop_capture
 
-    settings = config.mqtt
-    if not settings.enabled or not settings.events:
-        await asyncio.to_thread(drop_capture, config.storage.path)
-    if not settings.enabled:
-        return None
-    from homepoll.mqtt.service import MqttService
+    settings = getattr(config, "mqtt", None)
+    try:
+        if settings is None or not settings.enabled or not settings.events:
+            await asyncio.to_thread(drop_capture, config.storage.path)
+        if settings is None or not settings.enabled:
+            return None
+        from homepoll.mqtt.service import MqttService
 
-    service = MqttService(config)
-    await service.start()
-    return service
+        service = MqttService(config)
+        await service.start()
+        return service
+    except Exception:  # MQTT is an extra: polling and storing go on without it
+        logging.getLogger("homepoll.mqtt").exception("MQTT could not start; going on without it")
+        return None

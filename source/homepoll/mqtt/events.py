@@ -68,6 +68,22 @@ class EventPump:
         """A poll finished: storage may have committed new readings."""
         self._wake.set()
 
+    async def drain(self, timeout: float) -> bool:
+        """At shutdown: give what the final flush committed ``timeout`` seconds to go out
+        (whatever does not is sent after the next start). True when nothing is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.nudge()
+        while self._conn is not None and self.link.up.is_set():
+            left = await self._db(outbox.backlog, self._conn)
+            self.status.backlog = left
+            if not left:
+                return True
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        return False
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

@@ -8,7 +8,8 @@ acknowledgement, and rows behind it are deleted except the newest, which keeps S
 handing out a ``seq`` below the cursor again. The trigger exists only while
 ``mqtt.events`` is on, so with events off a reading costs nothing extra.
 
-No MQTT library here: the daemon calls ``drop_capture`` with MQTT off.
+No MQTT library here: the daemon calls ``drop_capture`` with MQTT off. The tables are created by the
+storage schema (migration 4).
 """
 
 from __future__ import annotations
@@ -18,18 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TRIGGER = "mqtt_outbox_capture"
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS mqtt_outbox (
-      seq INTEGER PRIMARY KEY,
-      sensor_id INTEGER NOT NULL,
-      ts INTEGER NOT NULL,
-      value REAL NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS mqtt_cursor (
-      id INTEGER PRIMARY KEY CHECK (id = 1),
-      seq INTEGER NOT NULL
-    )""",
-)
 _CREATE_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS {TRIGGER} AFTER INSERT ON readings_recent
 BEGIN
   INSERT INTO mqtt_outbox (sensor_id, ts, value) VALUES (new.sensor_id, new.ts, new.value);
@@ -61,16 +50,8 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def start_capture(conn: sqlite3.Connection) -> None:
-    """Create the outbox (if missing) and the trigger that fills it."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in SCHEMA:
-            conn.execute(statement)
-        conn.execute(_CREATE_TRIGGER)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    """Add the trigger that fills the outbox (the tables come with schema version 4)."""
+    conn.execute(_CREATE_TRIGGER)
 
 
 def drop_capture(path: Path) -> None:

@@ -22,6 +22,9 @@ from homepoll.mqtt.status import MqttStatus, OfflineAlert
 log = logging.getLogger("homepoll.mqtt")
 
 _COLLECTORS = ("hue", "amazon_aqm")
+DRAIN_SECONDS = 2.0
+"""At shutdown, how long events committed by the final flush may take to go out (systemd
+allows 10 s in all; what is left goes after the next start)."""
 
 
 def _hub_names(config: Any) -> dict[str, str]:
@@ -103,6 +106,11 @@ class MqttService:
         self.state.resend_all()
 
     async def stop(self) -> None:
+        """After storage's final flush: drain briefly, say offline, disconnect."""
+        if self.events is not None:
+            with contextlib.suppress(Exception):
+                if not await self.events.drain(DRAIN_SECONDS):
+                    log.info("MQTT: %s events left for the next start", self.status.backlog)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.link.close(), 3.0)
         for task in self._tasks:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from homepoll.alerts import AlertFile
+from homepoll.timefmt import iso_or_none
 
 log = logging.getLogger("homepoll.mqtt")
 
@@ -41,7 +42,11 @@ class MqttStatus:
     events_repeated: int = 0  # sent again after a lost connection (at-least-once)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """For status.json, /metrics and the dashboard: times as ISO-8601 UTC strings."""
+        out = asdict(self)
+        out["since"] = iso_or_none(self.since)
+        out["last_publish"] = iso_or_none(self.last_publish)
+        return out
 
     def acknowledged(self, count: int = 1, now: float | None = None) -> None:
         self.published += count
@@ -83,3 +88,19 @@ class OfflineAlert:
         """Blocking: call via to_thread."""
         self._down_since = None
         self.alert.clear()
+
+
+def describe(entry: dict[str, Any], ago: Callable[[object], str]) -> str:
+    """The `homepoll status` line for status.json's ``mqtt`` entry."""
+    broker = entry.get("broker", "?")
+    if entry.get("connected"):
+        state = f"connected to {broker} since {ago(entry.get('since'))}"
+    else:
+        state = f"NOT connected to {broker} (since {ago(entry.get('since'))})"
+    parts = [f"MQTT: {state}", f"last publish {ago(entry.get('last_publish'))}"]
+    if entry.get("events_enabled"):
+        parts.append(f"events backlog {entry.get('backlog', '?')}")
+    line = ", ".join(parts)
+    if entry.get("last_error") and not entry.get("connected"):
+        line += f"\n  last error: {entry['last_error']}"
+    return line

@@ -131,8 +131,35 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_v4(conn: sqlite3.Connection) -> None:
+    """The MQTT events outbox and its cursor (homepoll/mqtt/outbox.py explains both).
+
+    Empty and never written unless ``mqtt.events`` is on: only then does the MQTT side add
+    the trigger that fills ``mqtt_outbox`` in the same transaction as each new reading.
+    """
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS mqtt_outbox (
+          seq INTEGER PRIMARY KEY,
+          sensor_id INTEGER NOT NULL,
+          ts INTEGER NOT NULL,
+          value REAL NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS mqtt_cursor (
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          seq INTEGER NOT NULL
+        )"""
+    )
+
+
 # MIGRATIONS[i] brings a database from user_version i to i + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1, _migrate_v2, _migrate_v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_v1,
+    _migrate_v2,
+    _migrate_v3,
+    _migrate_v4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
