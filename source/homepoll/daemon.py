@@ -26,7 +26,7 @@ from homepoll import mqtt as mqtt_feature
 from homepoll.collectors.base import build_collector, enabled_collectors
 from homepoll.config import Config, ConfigError, load_config
 from homepoll.logs import setup_logging
-from homepoll.poller import CollectorRunner, PollReport, StorageWriter, build_runner
+from homepoll.poller import CollectorRunner, NextPoll, StorageWriter, build_runner
 from homepoll.status_file import StatusFile, place_status_file
 from homepoll.storage import Storage
 
@@ -251,12 +251,11 @@ class Daemon:
                 runner = self.runners.get(name)
                 if runner is None or self._stop.is_set():
                     return
-                before = runner.current_interval()
                 report = await runner.poll()
                 if self._mqtt is not None and self._status is not None:
                     self._mqtt.after_poll(report)  # no I/O: a dead broker never slows a poll
                     self._status.update_section("mqtt", self._mqtt.status.as_dict())
-                self._reschedule(runner, before, report)
+                self._apply_plan(name, runner.next_poll_plan(report))
                 await runner.publish_status(self._next_poll(name))
                 self._notify_status()
                 if self.on_report is not None:
@@ -269,24 +268,20 @@ class Daemon:
         finally:
             self._inflight.discard(task)
 
-    def _reschedule(self, runner: CollectorRunner, before: float, report: PollReport) -> None:
+    def _apply_plan(self, name: str, plan: NextPoll) -> None:
+        """The one place a poll job's schedule changes: it follows the runner's decision."""
         assert self._scheduler is not None
         self._absorb_clock_jump()
-        job = self._scheduler.get_job(runner.name)
+        job = self._scheduler.get_job(name)
         if job is None:
             return
-        after = runner.current_interval()
-        if after != before:
-            job.reschedule(trigger=self._trigger(after))
-        if report.retry_after:
-            later = datetime.now(UTC) + timedelta(seconds=report.retry_after)
+        if job.trigger.interval_length != plan.interval:
+            job.reschedule(trigger=self._trigger(plan.interval))
+        if plan.not_before:
+            later = datetime.now(UTC) + timedelta(seconds=plan.not_before)
             if job.next_run_time is None or job.next_run_time < later:
                 job.modify(next_run_time=later)
-                log.info(
-                    "%s: throttled by the source; next poll in %g s",
-                    runner.name,
-                    report.retry_after,
-                )
+                log.info("%s: throttled by the source; next poll in %g s", name, plan.not_before)
 
     def _next_poll(self, name: str) -> float | None:
         job = self._scheduler.get_job(name) if self._scheduler else None
@@ -392,10 +387,7 @@ class Daemon:
             runner.retry = settings.retry
             runner.backoff = new.backoff
             runner.policy = runner.make_policy(settings.retry)
-            self._absorb_clock_jump()
-            job = self._scheduler.get_job(name)
-            if job is not None:
-                job.reschedule(trigger=self._trigger(runner.current_interval()))
+            self._apply_plan(name, runner.next_poll_plan())
             log.info("reload: %s now every %g s", name, runner.current_interval())
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from homepoll.alerts import AlertFile
 from homepoll.collectors.base import Collector, build_collector
@@ -85,6 +85,15 @@ class PollReport:
         return self.outcome == "ok"
 
 
+class NextPoll(NamedTuple):
+    """The runner's decision after a poll, which the daemon's scheduler carries out."""
+
+    interval: float
+    """Seconds between polls from now on (slowed while the source keeps failing)."""
+    not_before: float = 0.0
+    """Seconds from now before which the next poll must not start (a Retry-After), 0 for none."""
+
+
 class CollectorRunner:
     """Runs polls of one collector and keeps its health between polls."""
 
@@ -143,6 +152,11 @@ class CollectorRunner:
             return self.interval
         slowed = self.interval * 2 ** (excess + 1)
         return max(self.interval, min(slowed, self.backoff.max_interval))
+
+    def next_poll_plan(self, report: PollReport | None = None) -> NextPoll:
+        """When to poll next, decided here only: the cadence, and the source's Retry-After."""
+        wait = report.retry_after if report is not None and report.retry_after else 0.0
+        return NextPoll(self.current_interval(), wait)
 
     async def poll(self, *, store: bool = True) -> PollReport:
         """One poll through the retry policy; stores, alerts and records the outcome."""
