@@ -339,29 +339,6 @@ def test_attempts_exhausted_on_rate_limit_still_pushes_next_poll_back() -> None:
     assert fake.sleeps == []
 
 
-def test_tenacity_is_set_up_only_after_a_retryable_failure(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import homepoll.retry as retry_module
-
-    built: list[object] = []
-    real = retry_module.AsyncRetrying
-
-    def counting(*args: object, **kwargs: object) -> object:
-        built.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(retry_module, "AsyncRetrying", counting)
-    fake = FakeTime()
-    policy, _ = make(fake, jitter=0)
-    assert run(policy, Script(["ok"]), START + 1000) == Attempted("ok", 1)
-    fail(policy, Script([AuthError("unauthorized user")]), START + 1000)
-    assert built == []  # happy path and non-retryable errors: no tenacity set-up
-    result = run(policy, Script([TransientError("a"), "ok"]), START + 1000)
-    assert result == Attempted("ok", 2)
-    assert len(built) == 1  # the retry went through tenacity
-
-
 def test_on_retry_hears_each_failure_and_its_wait() -> None:
     fake = FakeTime()
     heard: list[tuple[str, float]] = []

@@ -1,8 +1,8 @@
 """The per-collector retry policy: one poll = a few attempts that never outlive a deadline.
 
-Built on tenacity's ``AsyncRetrying`` (stop / wait / retry callables) rather than a hand-rolled
-loop. What tenacity does not give us is added here: Retry-After handling, a hard per-poll
-deadline that is never crossed by a sleep, a timeout per attempt, mapping of unexpected
+Built from tenacity's parts: ``AsyncRetrying`` with ``stop_after_attempt`` or-ed with a stop
+at the poll's deadline, ``wait_exponential`` with a proportional jitter, under a wait that
+honours a source's Retry-After. Added here: a timeout per attempt, mapping of unexpected
 exceptions, and counters private to each poll (tenacity's ``statistics`` are shared between
 concurrent calls of one retrying object).
 """
@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
 from homepoll.config import RetrySettings
 from homepoll.errors import (
@@ -69,42 +75,63 @@ class PollFailed(Exception):
 class _PollState:
     """Counters for ONE run: never shared between concurrent polls."""
 
-    deadline: float
     attempts: int = 0
-    waits: dict[int, float] = field(default_factory=dict)  # attempt number -> wait after it
-    out_of_time: bool = False  # the deadline had passed before an attempt could start
-    deadline_stop: bool = False  # the next wait would have crossed the deadline
-    retry_after: float | None = None
+    out_of_time: bool = False  # the deadline passed before an attempt could start, or a wait
+    # would have crossed it
 
 
 def _fmt(seconds: float) -> str:
     return f"{seconds:.1f}" if seconds >= 0.1 else f"{seconds:.3f}"
 
 
-class _StopAtDeadline(stop_base):
-    """Stop now when the upcoming wait would end at or after the deadline.
+class wait_fraction_jitter(wait_base):
+    """``inner``'s wait plus up to ``fraction`` of it at random (tenacity's jitters are in
+    seconds; ``retry.jitter`` is a fraction of the delay)."""
 
-    Computes the wait itself (cached per attempt, so jitter is drawn once) instead of reading
-    ``retry_state.upcoming_sleep``: tenacity < 8.3 ran stop before wait, so that attribute
-    is not reliably set for stop callables across the versions pyproject allows.
-    """
+    def __init__(self, inner: wait_base, fraction: float, rng: random.Random) -> None:
+        self.inner = inner
+        self.fraction = fraction
+        self.rng = rng
 
-    def __init__(self, policy: RetryPolicy, state: _PollState) -> None:
-        self.policy = policy
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = self.inner(retry_state)
+        return wait + wait * self.fraction * self.rng.random() if self.fraction else wait
+
+
+class wait_retry_after(wait_base):
+    """After a throttled answer, the source's Retry-After (else ``default``), exactly;
+    after any other failure, ``otherwise``."""
+
+    def __init__(self, otherwise: wait_base, default: float) -> None:
+        self.otherwise = otherwise
+        self.default = default
+
+    def throttle(self, error: BaseException | None) -> float | None:
+        """The wait a rate-limited ``error`` asks for; None for any other error."""
+        if not isinstance(error, RateLimitedError):
+            return None
+        return max(0.0, self.default if error.retry_after is None else error.retry_after)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        throttled = self.throttle(error)
+        return self.otherwise(retry_state) if throttled is None else throttled
+
+
+class stop_before_deadline(stop_base):
+    """tenacity's ``stop_before_delay`` on our clock: stop when the coming wait would end at or
+    after ``deadline`` (``stop_before_delay`` reads ``time.monotonic`` itself, so a poll's
+    deadline could not be tested with an injected clock)."""
+
+    def __init__(self, deadline: float, clock: Callable[[], float], state: _PollState) -> None:
+        self.deadline = deadline
+        self.clock = clock
         self.state = state
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        state = self.state
-        if state.out_of_time:
-            return True
-        wait = self.policy._wait_for(state, retry_state)
-        if self.policy._clock() + wait < state.deadline:
-            return False
-        state.deadline_stop = True
-        error = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(error, RateLimitedError):
-            state.retry_after = wait
-        return True
+        if self.state.out_of_time or self.clock() + retry_state.upcoming_sleep >= self.deadline:
+            self.state.out_of_time = True
+        return self.state.out_of_time
 
 
 class RetryPolicy:
@@ -130,36 +157,20 @@ class RetryPolicy:
         self._rng = rng if rng is not None else random.Random()
         self.on_retry = on_retry  # told (error, wait) before each sleep: status shows "retrying"
 
-    # -- delays ------------------------------------------------------------------------------
-
-    def backoff_delay(self, failed_attempt: int) -> float:
-        """Exponential delay after the n-th failed attempt (n >= 1), capped, before jitter."""
-        s = self.settings
-        try:
-            delay = s.initial_delay * s.multiplier ** (failed_attempt - 1)
-        except OverflowError:
-            delay = math.inf
-        return min(delay, s.max_delay)
-
-    def _wait_for(self, state: _PollState, retry_state: RetryCallState) -> float:
-        """The wait after the attempt just failed; drawn once per attempt (jitter is random)."""
-        number = retry_state.attempt_number
-        if number not in state.waits:
-            error = retry_state.outcome.exception() if retry_state.outcome else None
-            if isinstance(error, RateLimitedError):
-                # The source told us how long; no exponential growth, no jitter.
-                hint = error.retry_after
-                wait = self.settings.rate_limit_delay if hint is None else hint
-            else:
-                wait = self.backoff_delay(number)
-                wait += wait * self.settings.jitter * self._rng.random()
-            state.waits[number] = max(0.0, float(wait))
-        return state.waits[number]
+        exponential = wait_exponential(
+            multiplier=settings.initial_delay, exp_base=settings.multiplier, max=settings.max_delay
+        )
+        self._wait = wait_retry_after(
+            wait_fraction_jitter(exponential, settings.jitter, self._rng),
+            settings.rate_limit_delay,
+        )
 
     # -- one attempt -------------------------------------------------------------------------
 
-    async def _attempt(self, call: Callable[[float], Awaitable[T]], state: _PollState) -> T:
-        remaining = state.deadline - self._clock()
+    async def _attempt(
+        self, call: Callable[[float], Awaitable[T]], state: _PollState, deadline: float
+    ) -> T:
+        remaining = deadline - self._clock()
         if remaining <= 0:
             state.out_of_time = True
             raise PollTimeout(f"poll deadline passed before attempt {state.attempts + 1}")
@@ -190,44 +201,8 @@ class RetryPolicy:
 
         ``deadline`` is an absolute ``clock()`` value. Raises ``PollFailed`` on give-up;
         ``asyncio.CancelledError`` always propagates untouched.
-
-        The first attempt is awaited directly: almost every poll succeeds at once, and setting
-        up tenacity for it would be pure per-poll CPU. Only when it fails with a retryable
-        error does tenacity take over, replaying that failure as its attempt 1, so waits,
-        stops, logging and attempt counts are exactly what tenacity alone would do.
         """
-        state = _PollState(deadline=deadline)
-        try:
-            first: CollectorError | None = None
-            try:
-                value = await self._attempt(call, state)
-            except RETRYABLE as error:
-                first = error
-            if first is not None:  # outside the except block: no implicit exception chaining
-                value = await self._retry(call, state, first)
-        except CollectorError as error:
-            if isinstance(error, RateLimitedError) and state.retry_after is None:
-                # Attempts ran out on a throttled answer: the source still asked us to slow down.
-                hint = error.retry_after
-                state.retry_after = self.settings.rate_limit_delay if hint is None else hint
-            self._log_give_up(error, state)
-            raise PollFailed(error, state.attempts, state.retry_after) from error
-        return Attempted(value, state.attempts)
-
-    async def _retry(
-        self, call: Callable[[float], Awaitable[T]], state: _PollState, first: CollectorError
-    ) -> T:
-        """The rest of the poll under tenacity, after attempt 1 failed with ``first``.
-
-        Tenacity's attempt 1 re-raises ``first`` (not counted again in ``state.attempts``), so
-        its wait, stop and before-sleep logging see exactly the outcome of the real attempt 1.
-        """
-        replay: list[CollectorError] = [first]
-
-        async def attempt() -> T:
-            if replay:
-                raise replay.pop()
-            return await self._attempt(call, state)
+        state = _PollState()
 
         async def sleep(seconds: float) -> None:
             await self._sleep(float(seconds))
@@ -241,33 +216,42 @@ class RetryPolicy:
                 self.settings.max_attempts,
                 type(error).__name__,
                 error,
-                _fmt(self._wait_for(state, retry_state)),
+                _fmt(retry_state.upcoming_sleep),
             )
             if self.on_retry is not None and isinstance(error, CollectorError):
-                self.on_retry(error, self._wait_for(state, retry_state))
+                self.on_retry(error, retry_state.upcoming_sleep)
 
         retrying = AsyncRetrying(
             sleep=sleep,
-            stop=stop_after_attempt(self.settings.max_attempts) | _StopAtDeadline(self, state),
-            wait=lambda retry_state: self._wait_for(state, retry_state),
+            stop=stop_after_attempt(self.settings.max_attempts)
+            | stop_before_deadline(deadline, self._clock, state),
+            wait=self._wait,
             retry=retry_if_exception_type(RETRYABLE),
             before_sleep=before_sleep,
             reraise=True,
         )
-        return await retrying(attempt)
+        try:
+            value = await retrying(self._attempt, call, state, deadline)
+        except CollectorError as error:
+            retry_after = self._wait.throttle(error)
+            self._log_give_up(error, state, retry_after)
+            raise PollFailed(error, state.attempts, retry_after) from error
+        return Attempted(value, state.attempts)
 
-    def _log_give_up(self, error: CollectorError, state: _PollState) -> None:
+    def _log_give_up(
+        self, error: CollectorError, state: _PollState, retry_after: float | None
+    ) -> None:
         if not isinstance(error, RETRYABLE):
             why = "not retryable"
-        elif state.out_of_time or state.deadline_stop:
+        elif state.out_of_time:
             why = "no time left before the poll deadline"
         else:
             why = "attempts exhausted"
         extra = ""
         if isinstance(error, AuthError):
             extra = "; credentials rejected, a person must act"
-        elif state.retry_after is not None:
-            extra = f"; rate limited, next poll pushed back {_fmt(state.retry_after)} s"
+        elif retry_after is not None:
+            extra = f"; rate limited, next poll pushed back {_fmt(retry_after)} s"
         log.error(
             "%s: poll failed after %d/%d attempt(s), %s (%s: %s)%s",
             self.collector,
