@@ -20,11 +20,11 @@ from pathlib import Path
 import _proc
 from _daemon import BENCH, PYTHON, Daemon, Simulators
 
-FLOOR_IMPORTS = "import phue, httpx, tenacity, apscheduler, yaml, sqlite3"
+FLOOR_IMPORTS = "import httpx, tenacity, apscheduler, yaml, sqlite3"
 # What DESIGN.md's architecture loads before any homepoll code: the asyncio scheduler and
 # an httpx.AsyncClient (its TLS context holds the CA bundle).
 DESIGN_FLOOR_IMPORTS = (
-    "import asyncio, apscheduler.schedulers.asyncio, phue, httpx, tenacity, yaml, sqlite3;"
+    "import asyncio, apscheduler.schedulers.asyncio, httpx, tenacity, yaml, sqlite3;"
     " client = httpx.AsyncClient()"
 )
 STRICT = True

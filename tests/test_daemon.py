@@ -369,15 +369,18 @@ def test_once_stores_every_metric_with_units_and_rerun_adds_nothing(
         v for (v,) in setup.query("SELECT value FROM readings_view WHERE metric='temperature'")
     )
     assert stored == temps
-    batteries = sorted(s["config"]["battery"] for s in raw.values() if s["type"] == "ZLLPresence")
+    # every battery device: the motion sensors and the dimmer switch
+    batteries = sorted(
+        s["config"]["battery"] for s in raw.values() if s["type"] in ("ZLLPresence", "ZLLSwitch")
+    )
     assert (
         sorted(v for (v,) in setup.query("SELECT value FROM readings_view WHERE metric='battery'"))
         == batteries
     )
     # Names a person recognises: the motion sensor's name on all of its device's readings.
     names = {n for (n,) in setup.query("SELECT DISTINCT name FROM sensors")}
-    presence_names = {s["name"] for s in raw.values() if s["type"] == "ZLLPresence"}
-    assert names == presence_names
+    device_names = {s["name"] for s in raw.values() if s["type"] in ("ZLLPresence", "ZLLSwitch")}
+    assert names == device_names
     rows = setup.row_count()
     polls = len(setup.query("SELECT 1 FROM polls"))
 

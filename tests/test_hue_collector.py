@@ -1,8 +1,8 @@
 """HueCollector and pair() against the real Hue simulator over loopback HTTP.
 
 Covers parsing (units, conversions, device grouping, names, filters, skips), the
-mapping of every simulated fault to the error taxonomy, phue's pitfalls (10 s timeout,
-~/.python_hue, the key in logs) and the pairing flow.
+mapping of every simulated fault to the error taxonomy, the transport (attempt timeout,
+no key in logs or messages) and the pairing flow.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ T0 = 1_790_000_000.0
 POLL_TIME = 1_790_000_042.5
 DEV1 = "00:17:88:01:00:00:00:01"
 DEV2 = "00:17:88:01:00:00:00:02"
+DIMMER = "00:17:88:01:10:00:00:01"
 
 
 class Clock:
@@ -88,8 +89,12 @@ def test_readings_match_what_the_bridge_served(sim: HueBridgeSimulator) -> None:
         assert reading.source == "hue"
         assert reading.ts == (POLL_TIME * 1000 if reading.on_change else T0 * 1000)
         assert reading.on_change == (reading.metric in {"battery", "reachable"})
-    assert len({r.device_id for r in result.readings}) == 3
-    assert sum(r.metric == "battery" for r in result.readings) == 3  # once per device
+    # three motion sensors and the dimmer switch, whose battery is stored too
+    assert len({r.device_id for r in result.readings}) == 4
+    assert sum(r.metric == "battery" for r in result.readings) == 4  # once per device
+    dimmer = by_metric(result, DIMMER)
+    assert set(dimmer) == {"battery", "reachable"} and dimmer["battery"].value == 90
+    assert dimmer["battery"].name == "Hue dimmer switch 1"
 
 
 def test_conversions_on_the_documented_example() -> None:
@@ -186,7 +191,7 @@ def test_exact_output_order_battery_choice_and_notes() -> None:
     result = parse_sensors(answer, now_ms=7)
     got = [(r.device_id, r.name, r.metric, r.ts, r.value, r.on_change) for r in result.readings]
     assert got == [
-        (b, "Shed light", "light_level", 1_795_330_872_000, 10.0, False),
+        (b, "Shed temperature", "light_level", 1_795_330_872_000, 10.0, False),
         (b, "Shed temperature", "battery", 7, 30.0, True),
         (b, "Shed temperature", "reachable", 7, 0.0, True),
         (a, "Porch", "light_level", 1_795_330_872_000, 1.0, False),
@@ -196,7 +201,7 @@ def test_exact_output_order_battery_choice_and_notes() -> None:
     ]
     assert result.skipped == 1
     # reachable 0 is not False (the value is still read) but does count as unreachable
-    assert result.notes == ["Shed temperature: 1 value(s) skipped (unreachable)"]
+    assert result.notes == ["Shed temperature: temperature skipped (never updated)"]
 
 
 def test_garbage_numbers_skip_one_value_not_the_poll() -> None:
@@ -219,7 +224,10 @@ def test_garbage_numbers_skip_one_value_not_the_poll() -> None:
     result = parse_sensors(answer, now_ms=0)
     assert [r.metric for r in result.readings] == ["presence", "reachable"]
     assert result.skipped == 2
-    assert result.notes == ["Hall: 2 value(s) skipped (no current value)"]
+    assert result.notes == [
+        "Hall: light_level skipped (value out of range)",
+        "Hall: battery skipped (no current value)",
+    ]
 
 
 @pytest.mark.parametrize("shape", [[], "text", [{"success": {}}], None])
@@ -274,7 +282,15 @@ def test_unreachable_and_stale_values_are_skipped_and_counted(sim: HueBridgeSimu
     assert set(by_metric(result, DEV2)) == {"battery", "reachable"}
     dev3 = by_metric(result, "00:17:88:01:00:00:00:03")
     assert set(dev3) == {"light_level", "presence", "battery", "reachable"}
-    assert len(result.notes) == 3 and "unreachable" in result.notes[0]
+    assert result.notes == [
+        "Hall sensor: presence skipped (unreachable)",
+        "Hall sensor: light_level skipped (unreachable)",
+        "Hall sensor: temperature skipped (unreachable)",
+        "Kitchen sensor: presence skipped (never updated)",
+        "Kitchen sensor: light_level skipped (never updated)",
+        "Kitchen sensor: temperature skipped (never updated)",
+        "Living room sensor: temperature skipped (no current value)",
+    ]
 
 
 # --------------------------------------------------------------------------- faults
@@ -314,7 +330,7 @@ def test_rate_limit_carries_retry_after(sim: HueBridgeSimulator) -> None:
     assert caught.value.retry_after is None
 
 
-def test_attempt_timeout_replaces_phues_ten_seconds(sim: HueBridgeSimulator) -> None:
+def test_attempt_timeout_bounds_a_slow_answer(sim: HueBridgeSimulator) -> None:
     sim.faults.queue("slow", seconds=5)
     started = time.monotonic()
     with pytest.raises(TransientError) as caught:
@@ -341,7 +357,8 @@ def test_key_never_in_messages_or_logs(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     caplog.set_level(logging.DEBUG)
-    caplog.set_level(logging.DEBUG, logger="phue")
+    for name in ("httpx", "httpcore"):  # as logs.setup_logging sets them in the daemon
+        caplog.set_level(logging.WARNING, logger=name)
     messages = []
     for kind in ("unauthorized", "error_901", "http_503", "rate_limit", "reset", "garbage"):
         sim.faults.queue(kind)
@@ -362,7 +379,7 @@ def test_key_never_in_messages_or_logs(
     text = "\n".join(messages) + caplog.text
     assert DEFAULT_KEY not in text and "/api/" not in text
     assert len(messages) == 28  # every poll was checked
-    assert list(tmp_path.iterdir()) == []  # phue never wrote ~/.python_hue
+    assert list(tmp_path.iterdir()) == []  # nothing written to HOME
 
 
 def test_key_with_control_characters_is_permanent_and_not_quoted(sim: HueBridgeSimulator) -> None:
@@ -391,7 +408,7 @@ def test_pair_succeeds_after_the_button_is_pressed(sim: HueBridgeSimulator) -> N
         if len(waits) == 2:
             sim.press_link_button()
 
-    key = pair(sim.address, "pi", attempts_for=5, interval=0.02, on_waiting=on_waiting)
+    key = asyncio.run(pair(sim.address, "pi", attempts_for=5, interval=0.02, on_waiting=on_waiting))
     assert len(waits) == 2 and key == sim.key and key != DEFAULT_KEY
     assert collect(collector(sim, username=key)).readings
 
@@ -399,12 +416,22 @@ def test_pair_succeeds_after_the_button_is_pressed(sim: HueBridgeSimulator) -> N
 def test_pair_gives_up_when_never_pressed(sim: HueBridgeSimulator) -> None:
     waits = []
     started = time.monotonic()
-    with pytest.raises(AuthError, match=r"link button not pressed within 0.2 s"):
-        pair(sim.address, "pi", attempts_for=0.2, interval=0.05, on_waiting=lambda: waits.append(1))
+    with pytest.raises(AuthError, match=r"link button not pressed .* within 0.2 s"):
+        asyncio.run(
+            pair(
+                sim.address,
+                "pi",
+                attempts_for=0.2,
+                interval=0.05,
+                on_waiting=lambda: waits.append(1),
+            )
+        )
     assert 0.1 < time.monotonic() - started < 1 and len(waits) >= 2
     assert sim.key == DEFAULT_KEY  # no key was created
 
 
 def test_pair_unreachable_bridge_is_transient() -> None:
     with pytest.raises(TransientError):
-        pair(f"127.0.0.1:{closed_port()}", "pi", attempts_for=1, interval=0.01, timeout=0.5)
+        asyncio.run(
+            pair(f"127.0.0.1:{closed_port()}", "pi", attempts_for=1, interval=0.01, timeout=0.5)
+        )

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -80,9 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     warn_if_readable_by_others(config)
     code = run_daemon(config)
     logging.shutdown()
-    # A phue worker thread may still sit in a socket read for up to attempt_timeout; all state is
-    # flushed and closed by now, so leave without joining it to keep the 10 s stop promise.
-    os._exit(code)
+    return code
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -149,6 +146,8 @@ def _print_report(report, *, show_readings: bool) -> None:
             f"{report.collector}: ok, {len(report.readings)} readings ({report.stored} new), "
             f"{report.skipped} skipped, {report.attempts} attempt(s), {report.duration_ms} ms"
         )
+        for note in report.notes:
+            print(f"  note: {_safe(note)}")
     else:
         print(
             f"{report.collector}: FAILED ({report.outcome}) after {report.attempts} attempt(s): "
@@ -238,28 +237,9 @@ def _ms_time(ms: int) -> str:
 
 
 def cmd_hue_pair(args: argparse.Namespace) -> int:
-    from homepoll.collectors.hue import pair
-    from homepoll.fsutil import write_secret_file
+    from homepoll.collectors.hue.pair_command import run_hue_pair
 
-    config = _load(args, require_secrets=False)
-    print(f"Press the round link button on the Hue bridge at {args.bridge} now (30 s)...")
-    shown = []
-
-    def waiting() -> None:
-        if not shown:
-            print("waiting for the link button...", flush=True)
-            shown.append(True)
-
-    try:
-        key = pair(args.bridge, socket.gethostname(), attempts_for=args.wait, on_waiting=waiting)
-    except CollectorError as exc:
-        print(f"homepoll: pairing failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    write_secret_file(config.hue.username_file, key + "\n")
-    print(f"paired with {args.bridge}; key saved to {config.hue.username_file} (mode 0600)")
-    if config.hue.bridge != args.bridge:
-        print(f"set collectors.hue.bridge: {args.bridge} in {config.path} to poll this bridge")
-    return EXIT_OK
+    return run_hue_pair(_load(args, require_secrets=False), args.bridge, args.wait)
 
 
 def cmd_amazon_cookies(args: argparse.Namespace) -> int:
@@ -364,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", metavar="NAME", help="temperature, humidity, pm25, ...")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p = add("hue-pair", cmd_hue_pair, "register with a Hue bridge (press its link button)")
-    p.add_argument("--bridge", required=True, metavar="HOST", help="bridge host or host:port")
+    p.add_argument("--bridge", metavar="HOST", help="host or host:port (default: the config's)")
     p.add_argument("--wait", type=float, default=30.0, help=argparse.SUPPRESS)
     p = add("amazon-cookies", cmd_amazon_cookies, "import Amazon cookies and test them")
     p.add_argument(

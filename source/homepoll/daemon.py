@@ -1,7 +1,7 @@
 """The long-running daemon: one APScheduler job per collector, signals, reload, watchdog.
 
 The event loop is the only place that decides anything; SQLite runs in the writer
-thread and phue in worker threads, so a slow disk or bridge never stalls the loop
+thread and every network call is asyncio, so a slow disk or bridge never stalls the loop
 (and with it the systemd watchdog).
 """
 
@@ -402,21 +402,10 @@ def _duration(seconds: float) -> str:
 def run_daemon(config: Config, *, on_report=None) -> int:
     """Run the daemon to a clean stop; returns the exit code.
 
-    Not ``asyncio.run``: it joins the default executor, where a phue call cancelled at
-    shutdown may still sit in a socket read for up to ``attempt_timeout``. Everything is
-    flushed and closed by the time ``Daemon.run`` returns, so that thread is left behind.
+    Plain ``asyncio.run``: every network call is asyncio (httpx), so no worker thread can be
+    left in a socket read for the executor join to wait on.
     """
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(Daemon(config, on_report=on_report).run())
-    finally:
-        leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+    return asyncio.run(Daemon(config, on_report=on_report).run())
 
 
 def data_dir_problem(path: Path) -> str | None:

@@ -77,6 +77,7 @@ class PollReport:
     readings: list[Reading] = field(default_factory=list)
     stored: int = 0
     skipped: int = 0
+    notes: list[str] = field(default_factory=list)  # each skipped value and why, for `once`
     error: str | None = None
     retry_after: float | None = None
 
@@ -185,6 +186,7 @@ class CollectorRunner:
             self._elapsed_ms(started),
             readings=result.readings,
             skipped=result.skipped,
+            notes=result.notes,
         )
         await self._record(report, started_wall, store)
         await self._on_success(report, store)

@@ -34,7 +34,7 @@ def build_collector(name: str, config: Config) -> Collector:
     if name == "hue":
         from homepoll.collectors.hue import HueCollector
 
-        return HueCollector(config.hue)
+        return HueCollector(config.hue, state_dir=config.data_dir)
     if name == "amazon_aqm":
         from homepoll.collectors.amazon_aqm import AmazonAqmCollector
 

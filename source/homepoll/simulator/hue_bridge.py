@@ -1,6 +1,6 @@
 """A Hue API v1 bridge on loopback: motion sensors whose values move, plus scripted faults.
 
-Real HTTP, so the collector under test runs its production code path (phue, sockets,
+Real HTTP, so the collector under test runs its production code path (httpx, sockets,
 timeouts). Every successful sensors answer records what it served in physical units,
 so tests can check that homepoll stored each measurement exactly once.
 """
