@@ -147,7 +147,7 @@ def _print_report(report, *, show_readings: bool) -> None:
             f"{report.skipped} skipped, {report.attempts} attempt(s), {report.duration_ms} ms"
         )
         for note in report.notes:
-            print(f"  note: {_safe(note)}")
+            print(f"  note: {escape_control(note)}")
     else:
         print(
             f"{report.collector}: FAILED ({report.outcome}) after {report.attempts} attempt(s): "

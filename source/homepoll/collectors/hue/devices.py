@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from homepoll.model import CollectResult, Reading
+from homepoll.model import CollectResult, Reading, finite_number
 
 SOURCE = "hue"
 
@@ -60,14 +60,8 @@ class Parsed:
 
 
 def number(value: Any) -> float | None:
-    """A JSON number as a float; None for bools, strings, null and ints too big for a float."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        result = float(value)
-    except OverflowError:
-        return None
-    return result if result == result and abs(result) != float("inf") else None
+    """A JSON number as a finite float; None for bools, text, null and absurd values."""
+    return finite_number(value)
 
 
 def lux(lightlevel: float) -> float | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from homepoll.capped import CappedBuffer
 from homepoll.errors import (
     AuthError,
     CollectorError,
@@ -27,6 +28,7 @@ from homepoll.errors import (
     RateLimitedError,
     TransientError,
 )
+from homepoll.safetext import one_line
 
 MAX_BODY = 5_000_000
 """Largest answer read from the bridge; a real sensors list is tens of kB, v2 a few hundred."""
@@ -42,10 +44,6 @@ class TlsRefused(PermanentError):
 
 class NoTls(TransientError):
     """Nothing speaking TLS answered on the HTTPS address (refused, or plain HTTP there)."""
-
-
-def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
 
 
 def retry_after(value: str | None) -> float | None:
@@ -69,7 +67,7 @@ def hue_error(answer: Any) -> dict[str, Any] | None:
 def raise_hue_error(error: dict[str, Any], bridge: str, key: str | None) -> None:
     """Map a v1 error object (Hue, deCONZ, diyHue) to the taxonomy."""
     kind = error.get("type")
-    description = redact(str(error.get("description", "")), key)[:200]
+    description = one_line(error.get("description", ""), 200, [key])
     if kind == 1:
         raise AuthError("the bridge rejected homepoll's key (Hue error 1: unauthorized user)")
     if kind == 901:
@@ -271,12 +269,7 @@ def _connect_error(exc: httpx.ConnectError, bridge: str, scheme: str) -> Collect
 
 
 async def _read_capped(response: httpx.Response, bridge: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
+    body = CappedBuffer(MAX_BODY, f"bridge {bridge} sent an answer larger than {MAX_BODY} bytes")
     async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > MAX_BODY:
-            chunks.clear()  # a traceback kept anywhere (a log record) must not pin 5 MB
-            raise PermanentError(f"bridge {bridge} sent an answer larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body.add(chunk)
+    return body.value()

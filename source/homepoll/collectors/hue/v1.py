@@ -26,6 +26,7 @@ from homepoll.collectors.hue.devices import (
 )
 from homepoll.errors import PermanentError
 from homepoll.model import CollectResult
+from homepoll.timefmt import parse_iso
 
 DEVICE_ID_LEN = 23  # "00:17:88:01:02:03:04:05": the MAC part of a uniqueid
 
@@ -43,20 +44,15 @@ MAPPED: dict[str, tuple[str, str, str, float]] = {
 PRESENCE_TYPES = frozenset({"ZLLPresence", "ZHAPresence"})
 BATTERY_TYPE = "ZHABattery"
 
-_EPOCH = datetime(1970, 1, 1)  # naive: Hue's lastupdated is UTC without a zone
-_EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_lastupdated(value: Any) -> int | None:
     """``lastupdated`` (UTC; no zone, ``Z`` or an offset; maybe milliseconds) as unix ms."""
-    if not isinstance(value, str) or value == "none":
+    if value == "none":
         return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    since = moment - (_EPOCH if moment.tzinfo is None else _EPOCH_UTC)
-    return round(since.total_seconds() * 1000)
+    moment = parse_iso(value)
+    return None if moment is None else round((moment - _EPOCH_UTC).total_seconds() * 1000)
 
 
 def _sort_key(rid: Any) -> tuple[int, str]:
