@@ -86,6 +86,8 @@ class Setup:
                 "poll_budget": 0.9,
             },
             "backoff": {"failure_threshold": 3, "max_interval": 4},
+            # The web face is on by default: each test gets its own port (parallel runs).
+            "web": {"listen": f"127.0.0.1:{free_port()}"},
             "collectors": {
                 "hue": {
                     "enabled": hue is not None,
@@ -125,6 +127,10 @@ class Setup:
     @property
     def db(self) -> Path:
         return self.data / "readings.db"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.settings['web']['listen']}/"
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
         if not self.db.exists():

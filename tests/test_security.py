@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from homepoll.readout import csv_cell
 from homepoll.simulator.aqm_api import AqmApiSimulator
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
 from tests.conftest import ROOT, wait_for
@@ -183,12 +184,14 @@ def test_hostile_sensor_names_are_stored_and_printed_safely(setup_factory, daemo
     assert {r["name"] for r in rows} == stored  # JSON round-trips them
     parsed = list(csv.DictReader(io.StringIO(as_csv.stdout.decode("utf-8"), newline="")))
     assert len(parsed) == len(rows)
-    assert {r["name"] for r in parsed} == stored  # so does CSV (quoted)
+    # CSV: one row per reading, every name made inert (controls escaped, no formula start)
+    assert {r["name"] for r in parsed} == {csv_cell(name) for name in stored}
+    assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", as_csv.stdout)
     for text in (once.stdout, table.stdout):
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text), (
             "a control character reached the terminal"
         )
-    assert len(table.stdout.splitlines()) == len(rows)  # one line per reading: no injected lines
+    assert len(table.stdout.splitlines()) == 1 + len(rows)  # header + one line per reading
     log = setup.log_text()
     assert not any("CRITICAL forged" in line.split(": ", 1)[0] for line in log.splitlines())
     assert not any(line.startswith(("CRITICAL", "2026-01-01")) for line in log.splitlines())

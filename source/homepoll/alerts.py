@@ -222,14 +222,20 @@ class AlertFile:
         ]
         return "\n".join(lines) + "\n"
 
-    def report_failure(self, error: str) -> None:
-        """Record one failed poll: create the file (and announce it) or update it in place."""
+    def report_failure(
+        self, error: str, *, since: datetime | None = None, failures: int | None = None
+    ) -> None:
+        """Record one failed poll: create the file (and announce it) or update it in place.
+
+        ``since``/``failures`` date an alert raised only after a while (a source offline for
+        an hour) from the outage's first failed poll instead of this one.
+        """
         now = self._now()
         raising = not self.is_open
         if raising:
-            self.since = now
+            self.since = since or now
             self.count = 0
-        self.count += 1
+        self.count = failures if failures is not None else self.count + 1
         self.last_failure = now
         self.last_error = sanitize(error)
         self._write()

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import logging
 import os
-import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,15 +24,23 @@ from homepoll.config import (
     load_config,
     secret_problems,
 )
-from homepoll.errors import EX_CONFIG, CollectorError
+from homepoll.errors import EX_CONFIG, EX_USAGE, CollectorError, UsageError
 from homepoll.safetext import escape_control
-from homepoll.timefmt import iso_utc, parse_iso
+from homepoll.timefmt import iso_utc
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
 class UsageProblem(Exception):
-    """A bad command-line value: reported like a config problem, exit 78."""
+    """Unreadable input a command was given (a cookie export): exit 78, like a bad config."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with EX_USAGE (64) instead of 2 for a bad command line, same message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -89,7 +94,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.collector:
         if args.collector not in COLLECTOR_NAMES:
-            raise UsageProblem(
+            raise UsageError(
                 f"--collector: unknown collector {args.collector!r}; "
                 f"known: {', '.join(COLLECTOR_NAMES)}"
             )
@@ -155,7 +160,7 @@ def _print_report(report, *, show_readings: bool) -> None:
         )
     if show_readings:
         for r in report.readings:
-            when = _ms_time(r.ts)
+            when = iso_utc(r.ts / 1000, sep=" ")
             print(f"  {when}  {escape_control(r.name):<28} {r.metric:<12} {r.value:>10g} {r.unit}")
 
 
@@ -170,10 +175,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     from homepoll.health import evaluate, format_status
     from homepoll.status_file import STATUS_FILE, read_status
     from homepoll.storage import database_summary
+    from homepoll.watch import notices
 
     config = _load(args, require_secrets=False)
     status = read_status(config.data_dir / STATUS_FILE)
     code, lines = evaluate(status, config.data_dir)
+    lines += notices(config.storage.path, (status or {}).get("started_at"))
     summary = database_summary(config.storage.path)
     if args.json:
         print(
@@ -188,52 +195,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return code
 
 
-_SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_since(text: str, now: float) -> int:
-    """'90s', '15m', '1h', '2d', '1w' or an ISO date/time (UTC) -> unix ms."""
-    match = _SINCE.match(text.strip())
-    if match:
-        return int((now - float(match[1]) * _UNIT_SECONDS[match[2]]) * 1000)
-    moment = parse_iso(text)
-    if moment is None:
-        raise UsageProblem(
-            f"--since: expected a duration like 1h, 30m, 2d or an ISO time, got {text!r}"
-        )
-    return int(moment.timestamp() * 1000)
-
-
 def cmd_readings(args: argparse.Namespace) -> int:
-    from homepoll.storage import query_readings
+    from homepoll.readout import print_readings
 
-    config = _load(args, require_secrets=False)
-    since = parse_since(args.since, time.time())
-    rows = query_readings(config.storage.path, since, sensor=args.sensor, metric=args.metric)
-    fields = ["ts", "source", "device_id", "name", "metric", "unit", "value", "polled_at"]
-    if args.format == "json":
-        print(json.dumps([{k: row[k] for k in fields} for row in rows], ensure_ascii=False))
-    elif args.format == "csv":
-        # CRLF rows (RFC 4180): csv then quotes a bare CR inside a field too, so a sensor name
-        # from the network cannot split a row.
-        writer = csv.writer(sys.stdout, lineterminator="\r\n")
-        writer.writerow(["time", *fields[1:]])
-        for row in rows:
-            writer.writerow([_ms_time(row["ts"]), *(row[k] for k in fields[1:])])
-    else:
-        if not rows:
-            print(f"no readings since {_ms_time(since)}")
-        for row in rows:
-            print(
-                f"{_ms_time(row['ts'])}  {escape_control(row['name']):<28} {row['metric']:<12} "
-                f"{row['value']:>10g} {row['unit']}"
-            )
-    return EXIT_OK
+    return print_readings(_load(args, require_secrets=False), args)
 
 
-def _ms_time(ms: int) -> str:
-    return iso_utc(ms / 1000, sep=" ")
+def cmd_latest(args: argparse.Namespace) -> int:
+    from homepoll.readout import print_latest
+
+    return print_latest(_load(args, require_secrets=False), args)
 
 
 def cmd_hue_pair(args: argparse.Namespace) -> int:
@@ -318,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="config file (default: $HOMEPOLL_CONFIG, else ./config.yaml)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="homepoll",
         description="Poll Hue sensors and the Amazon air-quality monitor into SQLite.",
     )
@@ -339,10 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "health per collector, open alerts, database size")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("readings", cmd_readings, "print stored readings")
-    p.add_argument("--since", default="1h", help="e.g. 30m, 1h, 2d or an ISO time (default 1h)")
+    p.add_argument(
+        "--since", default="1h", help="30m, 1h, 2d, or a local time like 2026-11-30T08:00"
+    )
     p.add_argument("--sensor", metavar="TEXT", help="sensor name contains TEXT, or device id")
     p.add_argument("--metric", metavar="NAME", help="temperature, humidity, pm25, ...")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--utc", action="store_true", help="times in UTC instead of local time")
+    p = add("latest", cmd_latest, "the newest value of every series, with its age")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--utc", action="store_true", help="times in UTC instead of local time")
     p = add("hue-pair", cmd_hue_pair, "register with a Hue bridge (press its link button)")
     p.add_argument("--bridge", metavar="HOST", help="host or host:port (default: the config's)")
     p.add_argument("--wait", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -374,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageProblem as exc:
         _print_problems([str(exc)])
         return EX_CONFIG
+    except UsageError as exc:
+        _print_problems([str(exc)])
+        return EX_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into head/less that closed early

@@ -21,7 +21,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_J
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from homepoll import __version__, notify
+from homepoll import __version__, notify, web
 from homepoll import mqtt as mqtt_feature
 from homepoll.collectors.base import build_collector, enabled_collectors
 from homepoll.config import Config, ConfigError, load_config
@@ -109,6 +109,15 @@ class Daemon:
         self._watchdog: asyncio.Task | None = None
         self._clock_watch = ClockWatch()
         self._mqtt = None  # homepoll.mqtt.service.MqttService when mqtt.enabled
+        self._web = None  # homepoll.web.server.WebServer while the web face runs
+
+    @property
+    def writer(self) -> StorageWriter | None:
+        return self._writer
+
+    @property
+    def started_at(self) -> str | None:
+        return self._status.started_at if self._status else None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -148,6 +157,7 @@ class Daemon:
             self.config.storage.path,
         )
         await asyncio.to_thread(self._status.write)
+        self._web = await web.start(self)
         notify.notify("READY=1\nSTATUS=started, first polls running")
         self._watchdog = asyncio.create_task(self._watchdog_loop())
         await self._stop.wait()
@@ -167,6 +177,8 @@ class Daemon:
         if self._watchdog:
             self._watchdog.cancel()
         notify.notify("STOPPING=1")
+        if self._web is not None:
+            await self._web.stop()
         assert self._scheduler is not None and self._writer is not None
         self._scheduler.pause()
         pending = {t for t in self._inflight if not t.done()}

@@ -66,3 +66,9 @@ class ConfigError(Exception):
 
 EX_CONFIG = 78
 """sysexits EX_CONFIG: every command exits with it on a bad configuration."""
+EX_USAGE = 64
+"""sysexits EX_USAGE: a bad command line (an unknown option, ``--since yesterday``)."""
+
+
+class UsageError(Exception):
+    """A bad command-line value (exit 64) or query parameter of the web API (HTTP 400)."""

@@ -105,11 +105,11 @@ def evaluate(
             overdue = (now - limit).total_seconds()
             if overdue > grace:
                 down.append(
-                    f"stale: last update {_duration(age)} ago, a poll was due "
-                    f"{_duration(overdue)} ago (daemon hung?)"
+                    f"stale: last update {duration_text(age)} ago, a poll was due "
+                    f"{duration_text(overdue)} ago (daemon hung?)"
                 )
         elif age > STALE_WITHOUT_SCHEDULE:
-            down.append(f"stale: last update {_duration(age)} ago and no poll scheduled")
+            down.append(f"stale: last update {duration_text(age)} ago and no poll scheduled")
 
     degraded: list[str] = list(disk_lines)
     for name, entry in sorted(collectors.items()):
@@ -137,7 +137,8 @@ def evaluate(
     return EXIT_HEALTHY, [f"healthy (pid {pid}, {len(collectors)} collectors)"]
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A span as a person reads it: "45 s", "12 min", "3.5 h", "2.0 d"."""
     seconds = abs(seconds)
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -153,7 +154,7 @@ def _ago(value: object, now: datetime) -> str:
     if moment is None:
         return "never"
     delta = (now - moment).total_seconds()
-    return f"{_duration(delta)} ago" if delta >= 0 else f"in {_duration(delta)}"
+    return f"{duration_text(delta)} ago" if delta >= 0 else f"in {duration_text(delta)}"
 
 
 def _until(value: object, now: datetime) -> str:
@@ -161,7 +162,7 @@ def _until(value: object, now: datetime) -> str:
     if moment is None:
         return "not scheduled"
     delta = (moment - now).total_seconds()
-    return f"in {_duration(delta)}" if delta >= 0 else f"overdue by {_duration(delta)}"
+    return f"in {duration_text(delta)}" if delta >= 0 else f"overdue by {duration_text(delta)}"
 
 
 def _first(mapping: Mapping[str, Any], *keys: str) -> Any:

@@ -23,6 +23,7 @@ from homepoll.retry import PollFailed, RetryPolicy
 from homepoll.status_file import StatusFile
 from homepoll.storage import PollRecord, Storage, WriteResult
 from homepoll.timefmt import iso_or_none
+from homepoll.watch import PollWatch
 
 log = logging.getLogger("homepoll.poller")
 
@@ -129,8 +130,10 @@ class CollectorRunner:
         self.last_error: str | None = None
         self.readings_stored = 0
         self.polls = 0
+        self.retries = 0
         self.outcomes: dict[str, int] = {}
         self.next_poll: float | None = None
+        self.watch: PollWatch | None = None  # offline and battery alerts (homepoll.watch)
         self._background: set[asyncio.Task] = set()
 
     def make_policy(self, retry: RetrySettings) -> RetryPolicy:
@@ -139,6 +142,7 @@ class CollectorRunner:
 
     def _on_retry(self, error: CollectorError, wait: float) -> None:
         """Between attempts: say "retrying" in status.json, so a long wait is visible."""
+        self.retries += 1
         self.state = "retrying"
         self.last_error = str(error)
         if self.status is not None and wait >= 1.0:
@@ -229,6 +233,8 @@ class CollectorRunner:
             # No thread hop on the usual alert-free poll; the stat catches an alert that another
             # process (``homepoll once``) raised.
             await asyncio.to_thread(self.alert.clear)
+        if store and self.watch is not None:
+            await self.watch.after_success(report.readings)
 
     async def _on_failure(self, report: PollReport, auth: bool, store: bool) -> None:
         self.consecutive_failures += 1
@@ -236,6 +242,8 @@ class CollectorRunner:
         self.state = "auth_failed" if auth else "failing"
         if auth and store and self.alert is not None:
             await asyncio.to_thread(self.alert.report_failure, report.error or "rejected")
+        if store and self.watch is not None:
+            await self.watch.after_failure(report.error or "failed", auth)
         if self.consecutive_failures == self.backoff.failure_threshold:
             log.warning(
                 "%s: %d polls failed in a row; slowing to every %g s at most until it recovers",
@@ -284,7 +292,7 @@ def build_runner(
         collector.alert_remedy,
         command=config.alerts.command,
     )
-    return CollectorRunner(
+    runner = CollectorRunner(
         collector,
         interval=settings.interval,
         retry=settings.retry,
@@ -293,3 +301,5 @@ def build_runner(
         alert=alert,
         status=status,
     )
+    runner.watch = PollWatch.for_collector(name, config)
+    return runner

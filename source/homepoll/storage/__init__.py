@@ -9,8 +9,10 @@ from homepoll.storage.connection import CACHE_KIB
 from homepoll.storage.prune import PRUNE_BATCH
 from homepoll.storage.queries import (
     database_summary,
+    known_sensors,
     latest_readings,
     query_readings,
+    read_only,
     recent_polls,
 )
 from homepoll.storage.rows import PollRecord
@@ -30,7 +32,9 @@ __all__ = [
     "Storage",
     "WriteResult",
     "database_summary",
+    "known_sensors",
     "latest_readings",
     "query_readings",
+    "read_only",
     "recent_polls",
 ]

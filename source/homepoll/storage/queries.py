@@ -37,7 +37,7 @@ _LATEST_RECENT_SQL = (
 
 
 @contextlib.contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
+def read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
     """A read-only connection, or None when there is no database (yet)."""
     path = Path(path)
     if not path.is_file():
@@ -101,7 +101,7 @@ def query_readings(
     ``sensor`` matches a name substring (case-insensitive) or an exact device_id; ``limit``
     keeps the newest that many rows (still returned oldest first).
     """
-    with _read_only(path) as conn:
+    with read_only(path) as conn:
         if conn is None:
             return []
         sql, args = _readings_sql(since_ms, sensor, metric, limit)
@@ -114,7 +114,7 @@ def latest_readings(path: Path) -> list[dict[str, Any]]:
     One primary-key seek per sensor in readings, one pass over the small readings_recent;
     the newer of the two wins (readings can hold the newer one after the clock stepped back).
     """
-    with _read_only(path) as conn:
+    with read_only(path) as conn:
         if conn is None:
             return []
         conn.row_factory = None  # plain tuples: only the winners become dicts
@@ -130,9 +130,22 @@ def latest_readings(path: Path) -> list[dict[str, Any]]:
         return sorted(found, key=lambda r: (r["name"], r["metric"]))
 
 
+def known_sensors(path: Path) -> list[tuple[str, str, str]]:
+    """(name, device_id, metric) of every stored series, by name: what a filter can match."""
+    with read_only(path) as conn:
+        if conn is None:
+            return []
+        return [
+            tuple(row)
+            for row in conn.execute(
+                "SELECT name, device_id, metric FROM sensors ORDER BY name, metric"
+            )
+        ]
+
+
 def recent_polls(path: Path, collector: str, limit: int = 20) -> list[dict[str, Any]]:
     """The newest ``limit`` poll rows of one collector, newest first."""
-    with _read_only(path) as conn:
+    with read_only(path) as conn:
         if conn is None:
             return []
         sql = (
@@ -166,7 +179,7 @@ def database_summary(path: Path) -> dict[str, Any]:
         with contextlib.suppress(OSError):
             summary["size_bytes"] += os.stat(f"{path}{suffix}").st_size
     try:
-        with _read_only(path) as conn:
+        with read_only(path) as conn:
             if conn is None:
                 summary["schema_version"] = 0
                 return summary
