@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -65,6 +68,7 @@ def test_raise_update_clear(tmp_path: Path, clock: Clock, caplog, monkeypatch):
     assert not path.exists()
 
     alert.report_failure("unauthorized user (Hue error 1)")
+    assert alert.wait_commands(10)  # the command runs off the caller's path
     assert alert.is_open
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
@@ -86,6 +90,7 @@ def test_raise_update_clear(tmp_path: Path, clock: Clock, caplog, monkeypatch):
     for _ in range(2):
         clock.advance(60)
         alert.report_failure("unauthorized user (Hue error 1) again")
+    assert alert.wait_commands(10)
     text = path.read_text(encoding="utf-8")
     assert "First failure:    2026-11-22T07:01:12Z (UTC)" in text
     assert "Failed polls:     3" in text
@@ -97,6 +102,7 @@ def test_raise_update_clear(tmp_path: Path, clock: Clock, caplog, monkeypatch):
 
     caplog.clear()
     assert alert.clear() is True
+    assert alert.wait_commands(10)
     assert not path.exists()
     assert not alert.is_open
     infos = [r for r in caplog.records if r.levelno == logging.INFO and "cleared" in r.getMessage()]
@@ -108,6 +114,7 @@ def test_raise_update_clear(tmp_path: Path, clock: Clock, caplog, monkeypatch):
 
     clock.advance(3600)
     alert.report_failure("unauthorized user")  # a new outage starts over
+    assert alert.wait_commands(10)
     assert "Failed polls:     1" in path.read_text(encoding="utf-8")
     assert "First failure:    2026-11-22T08:03:12Z (UTC)" in path.read_text(encoding="utf-8")
     assert len(critical_records(caplog)) == 1
@@ -124,6 +131,7 @@ def test_restart_continues_the_outage(tmp_path: Path, clock: Clock, caplog):
     first.report_failure("HTTP 401")
     clock.advance(300)
     first.report_failure("HTTP 401")
+    assert first.wait_commands(10)
     assert len(runs(record)) == 1
 
     caplog.clear()
@@ -135,6 +143,7 @@ def test_restart_continues_the_outage(tmp_path: Path, clock: Clock, caplog):
     assert second.count == 2
     assert second.since == datetime(2026, 11, 22, 7, 1, 12, tzinfo=UTC)
     second.report_failure("HTTP 403")
+    assert second.wait_commands(10)
     text = path.read_text(encoding="utf-8")
     assert "Failed polls:     3" in text
     assert "First failure:    2026-11-22T07:01:12Z (UTC)" in text
@@ -146,6 +155,7 @@ def test_restart_continues_the_outage(tmp_path: Path, clock: Clock, caplog):
         path, "amazon_aqm", "Export fresh cookies.", command=recorder(record), now=clock
     )
     assert third.clear() is True
+    assert third.wait_commands(10)
     assert not path.exists()
     assert [r["HOMEPOLL_ALERT_EVENT"] for r in runs(record)] == ["raise", "clear"]
 
@@ -193,6 +203,7 @@ def test_failing_command_is_logged_not_raised(tmp_path: Path, clock: Clock, capl
     command = (sys.executable, "-c", "import sys; print('mail server down'); sys.exit(3)")
     alert = AlertFile(path, "hue", REMEDY, command=command, now=clock)
     alert.report_failure("unauthorized user")
+    assert alert.wait_commands(10)
     assert path.exists()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -206,6 +217,7 @@ def test_missing_command_is_logged_not_raised(tmp_path: Path, clock: Clock, capl
     alert = AlertFile(path, "hue", REMEDY, command=(str(tmp_path / "no-such-program"),), now=clock)
     alert.report_failure("unauthorized user")
     assert alert.clear() is True
+    assert alert.wait_commands(10)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2
     assert all("could not be started" in w for w in warnings)
@@ -240,3 +252,41 @@ def test_unwritable_alert_file_does_not_raise(tmp_path: Path, clock: Clock, capl
     assert alert.is_open
     assert len(critical_records(caplog)) == 1
     assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_command_leaving_a_detached_grandchild_returns_at_its_timeout(tmp_path: Path, caplog):
+    """Issue 11 item 2: ``setsid sleep &`` keeps the output pipe open; we must not wait on it."""
+    caplog.set_level(logging.INFO, logger="homepoll")
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"setsid sleep 20 & echo $! > {pidfile}; echo notified; " + "yes x | head -c 200000"
+    started = time.monotonic()
+    try:
+        ok = run_alert_command(("sh", "-c", script), "raise", "hue", tmp_path / "A.txt", timeout=2)
+        elapsed = time.monotonic() - started
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert ok is True  # sh itself exited 0 at once
+    assert elapsed < 1.5, elapsed  # not the grandchild's 20 s, not even the timeout
+    (info,) = [r.getMessage() for r in caplog.records if "notified" in r.getMessage()]
+    assert "…(truncated)" in info and len(info) < 2200  # 200 kB of output, capped
+
+
+def test_alert_command_runs_off_the_reporting_thread(tmp_path: Path, clock: Clock):
+    """A poll reports an auth failure and moves on; the command's 2 s are not the poll's."""
+    record = tmp_path / "runs.jsonl"
+    slow = (
+        sys.executable,
+        "-c",
+        "import time, sys; time.sleep(2); open(sys.argv[1], 'a').write('x')",
+        str(record),
+    )
+    alert = AlertFile(
+        tmp_path / "ALERT_HUE_AUTH_NEEDED.txt", "hue", REMEDY, command=slow, now=clock
+    )
+    started = time.monotonic()
+    alert.report_failure("unauthorized user")
+    assert time.monotonic() - started < 1.0
+    assert not record.exists()
+    assert alert.wait_commands(10)
+    assert record.read_text() == "x"

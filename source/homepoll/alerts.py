@@ -4,17 +4,22 @@ One file per collector in data/, created once per outage, updated in place while
 removed by the first successful poll. The file itself is the state: a restarted daemon reads
 it back, so a restart neither clears an alert nor raises (and announces) it again.
 
-Methods are synchronous (file writes, fsync, an optional subprocess); the daemon calls them
-through ``asyncio.to_thread``.
+Methods are synchronous (file writes, fsync); the daemon calls them through
+``asyncio.to_thread``. ``alerts.command`` runs on a worker thread of its own, bounded in time
+and output, so no command can hold up a poll.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import selectors
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +31,9 @@ log = logging.getLogger("homepoll.alerts")
 
 MAX_ERROR_CHARS = 300
 MAX_OUTPUT_CHARS = 2000
+MAX_OUTPUT_BYTES = 8192
 COMMAND_TIMEOUT = 10.0
+_POLL_STEP = 0.1  # seconds between checks of the command while it runs
 
 # Environment variables the alert command must not inherit: it gets told what happened,
 # not the credentials.
@@ -54,11 +61,13 @@ def run_alert_command(
     timeout: float = COMMAND_TIMEOUT,
     extra_env: dict[str, str] | None = None,
 ) -> bool:
-    """Run ``alerts.command`` without a shell; True when it exited 0.
+    """Run ``alerts.command`` without a shell; True when it exited 0 within ``timeout``.
 
-    Safe to call from any thread. Output goes to the log; a missing program, a non-zero
-    exit or a timeout is logged as a warning and never raised: a broken notification script
-    must not break polling.
+    Safe to call from any thread, and bounded: after ``timeout`` the command's process group
+    is killed, and the output pipe is read only while the command runs and closed after it,
+    so a process it left behind (``setsid sleep 120 &``) can neither hold us nor fill memory.
+    Output (at most MAX_OUTPUT_BYTES) goes to the log; a missing program, a non-zero exit or
+    a timeout is logged as a warning and never raised: a broken script must not break polling.
     """
     argv = [str(part) for part in command]
     if not argv:
@@ -71,32 +80,35 @@ def run_alert_command(
         HOMEPOLL_ALERT_FILE=str(Path(path).absolute()),
     )
     name = argv[0]
+    read_fd, write_fd = os.pipe()
     try:
-        # A new session so a timeout kills the whole process group, including anything the
-        # script started that would otherwise keep the output pipe (and this thread) open.
-        with subprocess.Popen(
+        # A new session so a timeout kills the whole process group.
+        proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stdout=write_fd,
+            stderr=write_fd,
             env=env,
             start_new_session=True,
-        ) as proc:
-            try:
-                output, _ = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                output, _ = proc.communicate()
-                log.warning(
-                    "alerts.command %s (%s) did not finish within %g s and was killed%s",
-                    name,
-                    event,
-                    timeout,
-                    _output_suffix(output),
-                )
-                return False
+        )
     except OSError as exc:
+        os.close(read_fd)
         log.warning("alerts.command %s (%s) could not be started: %s", name, event, exc)
+        return False
+    finally:
+        os.close(write_fd)
+    try:
+        output, finished = _collect_output(proc, read_fd, time.monotonic() + timeout)
+    finally:
+        os.close(read_fd)  # whatever the command left behind now writes into a closed pipe
+    if not finished:
+        log.warning(
+            "alerts.command %s (%s) did not finish within %g s and was killed%s",
+            name,
+            event,
+            timeout,
+            _output_suffix(output),
+        )
         return False
     if proc.returncode != 0:
         log.warning(
@@ -107,9 +119,45 @@ def run_alert_command(
             _output_suffix(output),
         )
         return False
-    if output and output.strip():
+    if output.strip():
         log.info("alerts.command %s (%s)%s", name, event, _output_suffix(output))
     return True
+
+
+def _collect_output(
+    proc: subprocess.Popen[bytes], read_fd: int, deadline: float
+) -> tuple[bytes, bool]:
+    """Read the command's output (kept up to MAX_OUTPUT_BYTES) until it exits or the deadline.
+
+    Returns the output and whether the command finished in time (else its group is killed).
+    Waits on the process, not on the pipe's end: a grandchild may hold the pipe open forever.
+    """
+    kept = bytearray()
+    open_pipe = True
+    with selectors.DefaultSelector() as selector:
+        selector.register(read_fd, selectors.EVENT_READ)
+        while proc.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _kill_group(proc)
+                proc.wait()
+                return bytes(kept), False
+            if not open_pipe:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=min(left, _POLL_STEP))
+                continue
+            if selector.select(timeout=min(left, _POLL_STEP)):
+                chunk = os.read(read_fd, 65536)
+                if not chunk:  # every writer closed it: only the exit is left to wait for
+                    open_pipe = False
+                    selector.unregister(read_fd)
+                kept += chunk[: max(0, MAX_OUTPUT_BYTES - len(kept))]
+    if open_pipe:  # what the command wrote just before it exited, without waiting for EOF
+        os.set_blocking(read_fd, False)
+        with contextlib.suppress(BlockingIOError):
+            while len(kept) < MAX_OUTPUT_BYTES and (chunk := os.read(read_fd, 65536)):
+                kept += chunk[: MAX_OUTPUT_BYTES - len(kept)]
+    return bytes(kept), True
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -149,6 +197,8 @@ class AlertFile:
         self.title = title or _TITLES.get(collector, f"{collector} rejects homepoll's credentials")
         self.command_timeout = command_timeout
         self._now = now
+        self._commands: ThreadPoolExecutor | None = None
+        self._pending: list[Future[bool]] = []
         self.since: datetime | None = None
         self.count = 0
         self.last_failure: datetime | None = None
@@ -286,11 +336,26 @@ class AlertFile:
             log.error("cannot write alert file %s: %s", self.path, exc)
 
     def _run_command(self, event: str) -> None:
-        if self.command:
-            run_alert_command(
-                self.command,
-                event,
-                self.collector,
-                self.path,
-                timeout=self.command_timeout,
-            )
+        """Start ``alerts.command`` off the caller's path: a poll never waits for it.
+
+        One worker per alert keeps raise and clear in order; at exit Python waits for the
+        worker, which each command's own timeout bounds.
+        """
+        if not self.command:
+            return
+        if self._commands is None:
+            self._commands = ThreadPoolExecutor(1, thread_name_prefix=f"alert-{self.collector}")
+        future = self._commands.submit(
+            run_alert_command,
+            self.command,
+            event,
+            self.collector,
+            self.path,
+            timeout=self.command_timeout,
+        )
+        self._pending = [f for f in self._pending if not f.done()] + [future]
+
+    def wait_commands(self, timeout: float | None = None) -> bool:
+        """Wait for the commands started so far (``homepoll once``, tests); True when done."""
+        _, pending = wait(self._pending, timeout=timeout)
+        return not pending
