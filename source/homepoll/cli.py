@@ -25,6 +25,7 @@ from homepoll.config import (
     secret_problems,
 )
 from homepoll.errors import EX_CONFIG, EX_USAGE, CollectorError, UsageError
+from homepoll.hardening import harden_process
 from homepoll.safetext import escape_control
 from homepoll.timefmt import iso_utc
 
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    harden_process()
     args = build_parser().parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None

@@ -25,6 +25,7 @@ from homepoll import __version__, notify, web
 from homepoll import mqtt as mqtt_feature
 from homepoll.collectors.base import build_collector, enabled_collectors
 from homepoll.config import Config, ConfigError, load_config
+from homepoll.hardening import warn_if_open_to_others
 from homepoll.logs import setup_logging
 from homepoll.poller import CollectorRunner, NextPoll, StorageWriter, build_runner
 from homepoll.status_file import StatusFile, place_status_file
@@ -127,6 +128,7 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        warn_if_open_to_others(self.config.data_dir)
         status_path = place_status_file(self.config.data_dir, os.environ.get("RUNTIME_DIRECTORY"))
         self._status = StatusFile(status_path, pid=os.getpid(), version=__version__)
         self._writer = StorageWriter(
