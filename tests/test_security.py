@@ -225,7 +225,7 @@ def _unit_with_existing_binary(tmp_path: Path) -> Path:
 
 
 @needs_analyze
-def test_unit_hardening_score_is_at_most_1_5() -> None:
+def test_unit_hardening_score_is_at_most_1_2() -> None:
     result = subprocess.run(
         [ANALYZE, "security", "--offline=true", "--no-pager", str(UNIT)],
         capture_output=True,
@@ -235,7 +235,7 @@ def test_unit_hardening_score_is_at_most_1_5() -> None:
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     score = float(match.group(1))
-    assert score <= 1.5, result.stdout
+    assert score <= 1.2, result.stdout
     record_figures("systemd hardening", hardening_score=score)
 
 

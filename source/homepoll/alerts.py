@@ -331,7 +331,7 @@ class AlertFile:
     def _write(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, self.render())
+            atomic_write_text(self.path, self.render(), mode=0o640)
         except OSError as exc:  # the CRITICAL log line still tells the person
             log.error("cannot write alert file %s: %s", self.path, exc)
 

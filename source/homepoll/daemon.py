@@ -8,6 +8,7 @@ thread and every network call is asyncio, so a slow disk or bridge never stalls 
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
 import os
@@ -440,7 +441,15 @@ def lock_data_dir(path: Path) -> int | None:
     Returns the open descriptor (keep it open), or None when another process holds the lock.
     The kernel releases the lock when the process dies, however it dies.
     """
-    fd = os.open(path / "homepoll.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock = path / "homepoll.lock"
+    try:  # O_NOFOLLOW: a link planted there must not make us truncate its target
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise ConfigError([f"data_dir: cannot open {lock}: {exc.strerror}"]) from None
+        raise ConfigError(
+            [f"data_dir: {lock} is a symbolic link; homepoll writes no file through one: remove it"]
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -7,6 +7,7 @@ Amazon cookie values must never reach a log line, a traceback in the log, or the
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import logging.handlers
@@ -123,6 +124,16 @@ def _formatter(settings: LogSettings, *, journal: bool) -> logging.Formatter:
     return logging.Formatter(_TEXT_FORMAT)
 
 
+class _NoFollowRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Opens the log with O_NOFOLLOW and mode 0640: a link planted as homepoll.log (or as
+    the file a rotation creates) makes the open fail instead of appending to its target."""
+
+    def _open(self):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.baseFilename, flags, 0o640)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 def setup_logging(settings: LogSettings, *, stderr: bool = True) -> None:
     """Install (or re-install, e.g. on SIGHUP) our handlers on the root logger.
 
@@ -135,16 +146,22 @@ def setup_logging(settings: LogSettings, *, stderr: bool = True) -> None:
     root.setLevel(level if isinstance(level, int) else logging.INFO)
 
     handlers: list[logging.Handler] = []
+    problem = None
     if settings.file is not None:
         settings.file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            settings.file,
-            maxBytes=max(0, int(settings.max_bytes)),
-            backupCount=max(0, int(settings.backups)),
-            encoding="utf-8",
-        )
-        file_handler.setFormatter(_formatter(settings, journal=False))
-        handlers.append(file_handler)
+        try:
+            file_handler = _NoFollowRotatingFileHandler(
+                settings.file,
+                maxBytes=max(0, int(settings.max_bytes)),
+                backupCount=max(0, int(settings.backups)),
+                encoding="utf-8",
+            )
+        except OSError as exc:  # logged below, on stderr (the journal): the daemon runs on
+            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            problem = f"cannot write the log file {settings.file}: {why}; logging to stderr only"
+        else:
+            file_handler.setFormatter(_formatter(settings, journal=False))
+            handlers.append(file_handler)
     if stderr:
         stream_handler = logging.StreamHandler(sys.stderr)
         stream_handler.setFormatter(_formatter(settings, journal=stderr_is_journal(sys.stderr)))
@@ -155,6 +172,8 @@ def setup_logging(settings: LogSettings, *, stderr: bool = True) -> None:
         root.addHandler(handler)
         _installed.append(handler)
 
+    if problem:
+        logging.getLogger("homepoll.logs").error(problem)
     for name in _SILENCED:
         silenced = logging.getLogger(name)
         silenced.setLevel(logging.CRITICAL + 1)
