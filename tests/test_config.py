@@ -50,6 +50,11 @@ def problems_of(path: Path, **kwargs: bool) -> list[str]:
     return caught.value.problems
 
 
+def warnings_of(path: Path) -> list[str]:
+    """A credential problem is a warning: the config loads (issue 11 item 12)."""
+    return list(load_config(path).credential_warnings)
+
+
 def expected_defaults(config_path: Path, username: str | None) -> Config:
     data = config_path.parent / "data"
     return Config(
@@ -188,6 +193,8 @@ def test_collector_sections_may_be_just_enabled_false(tmp_path: Path) -> None:
 
 def test_values_are_normalised(tmp_path: Path) -> None:
     (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "notify").write_text("#!/bin/sh\n", encoding="utf-8")
+    (tmp_path / "bin" / "notify").chmod(0o755)  # alerts.command must exist (issue 11 item 3)
     config = load_config(
         write_config(
             tmp_path,
@@ -269,7 +276,7 @@ def test_amazon_cookies_from_credentials_directory(
 ) -> None:
     monkeypatch.setenv("HOMEPOLL_HUE_USERNAME", KEY)
     path = write_config(tmp_path, "collectors: {amazon_aqm: {enabled: true}}\n")
-    assert problems_of(path) == [
+    assert warnings_of(path) == [
         f"collectors.amazon_aqm.cookies_file: {tmp_path / 'data' / 'amazon_cookies.json'} "
         "not found; import cookies with: homepoll amazon-cookies FILE"
     ]
@@ -290,21 +297,23 @@ def test_amazon_cookies_from_credentials_directory(
     assert load_config(path).amazon_aqm.cookies_file == own
 
 
-def test_missing_hue_key_is_one_problem_with_the_pairing_command(tmp_path: Path) -> None:
+def test_missing_hue_key_is_one_warning_with_the_pairing_command(tmp_path: Path) -> None:
     path = write_config(tmp_path, "collectors: {hue: {bridge: 10.0.0.7}}\n")
-    assert problems_of(path) == [
+    assert warnings_of(path) == [
         f"collectors.hue.username_file: {tmp_path / 'data' / 'hue_username'} not found; "
         "pair with the bridge first: homepoll hue-pair --bridge 10.0.0.7"
     ]
-    config = load_config(path, require_secrets=False)
+    config = load_config(path)
     assert config.hue.username is None
-    assert secret_problems(config, "hue") == problems_of(path)
+    assert config.hue.username_problem == warnings_of(path)[0]  # the collector's auth alert
+    assert secret_problems(config, "hue") == warnings_of(path)
+    assert load_config(path, require_secrets=False).credential_warnings == ()
 
 
 def test_unreadable_hue_key_file_names_the_key_path_not_the_content(tmp_path: Path) -> None:
     key_dir = tmp_path / "data" / "hue_username"
     key_dir.mkdir(parents=True)  # a folder where the key file should be: cannot be read
-    problems = problems_of(write_config(tmp_path, "{}\n"))
+    problems = warnings_of(write_config(tmp_path, "{}\n"))
     assert len(problems) == 1
     assert problems[0].startswith(f"collectors.hue.username_file: {key_dir} cannot be read")
 
@@ -315,7 +324,7 @@ def test_permission_denied_hue_key_file(tmp_path: Path) -> None:
     key_file.parent.mkdir()
     key_file.write_text(KEY, encoding="utf-8")
     key_file.chmod(0)
-    problems = problems_of(write_config(tmp_path, "{}\n"))
+    problems = warnings_of(write_config(tmp_path, "{}\n"))
     assert problems == [
         f"collectors.hue.username_file: {key_file} cannot be read (permission denied)"
     ]
@@ -325,7 +334,7 @@ def test_garbled_hue_key_file_is_reported_without_its_content(tmp_path: Path) ->
     key_file = tmp_path / "data" / "hue_username"
     key_file.parent.mkdir()
     key_file.write_text(f"{KEY}\nsecond line {KEY}\n", encoding="utf-8")
-    problems = problems_of(write_config(tmp_path, "{}\n"))
+    problems = warnings_of(write_config(tmp_path, "{}\n"))
     assert len(problems) == 1
     assert problems[0].startswith("collectors.hue.username_file: ")
     assert KEY not in problems[0]
@@ -506,10 +515,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     )
     problems = problems_of(path)
     keys = [line.split(":", 1)[0] for line in problems]
-    # The missing key is reported too: the user fixes everything in one round.
+    # The user fixes everything in one round (a missing key is a warning, not among them).
     assert sorted(keys) == [
         "collectors.hue.interval",
-        "collectors.hue.username_file",
         "log.backups",
         "log.level",
         "retry.jiter",

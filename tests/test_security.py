@@ -67,7 +67,7 @@ def test_secret_files_are_created_0600_and_open_files_are_warned_about_once(
     assert imported.returncode == 0, imported.stderr
     assert _mode(cookies_file) == 0o600
 
-    setup.config_path.chmod(0o644)
+    setup.config_path.chmod(0o646)  # others may change it, and so what alerts.command runs
     cookies_file.chmod(0o640)
     daemon = daemons(setup)
     wait_for(lambda: setup.row_count() > 0)
@@ -75,19 +75,24 @@ def test_secret_files_are_created_0600_and_open_files_are_warned_about_once(
     wait_for(lambda: "configuration from" in setup.log_text())
     assert daemon.stop() == 0
     log = setup.log_text()
-    warnings = [line for line in log.splitlines() if "readable by other users" in line]
+    warnings = [line for line in log.splitlines() if "by other users" in line]
     assert len(warnings) == 2, warnings  # config.yaml and the cookie file, once each
-    assert any(str(setup.config_path) in w and "chmod 600" in w for w in warnings)
-    assert any(str(cookies_file) in w for w in warnings)
+    assert any(
+        str(setup.config_path) in w and "writable by other users" in w and "chmod o-w" in w
+        for w in warnings
+    )
+    assert any(str(cookies_file) in w and "readable by other users" in w for w in warnings)
     assert not any(str(key_file) in w for w in warnings)  # 0600: no warning
 
-    setup.config_path.chmod(0o640)  # the installer's root:homepoll layout: group may read
+    # config.yaml holds no secret: readable by all (0644) is fine (issue 11 item 14), as is
+    # the installer's 0640 root:homepoll.
+    setup.config_path.chmod(0o644)
     cookies_file.chmod(0o600)
     (setup.data / "homepoll.log").unlink()
     daemon = daemons(setup)
     wait_for(lambda: "started" in setup.log_text())
     assert daemon.stop() == 0
-    assert "readable by other users" not in setup.log_text()
+    assert "by other users" not in setup.log_text()
 
     key = key_file.read_text().strip()
     shown = setup.cli("check-config", HOMEPOLL_HUE_USERNAME=key)

@@ -61,12 +61,8 @@ def _print_problems(problems: Sequence[str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from homepoll.daemon import (
-        data_dir_problem,
-        lock_data_dir,
-        run_daemon,
-        warn_if_readable_by_others,
-    )
+    from homepoll.credentials import warn_about_files
+    from homepoll.daemon import data_dir_problem, lock_data_dir, run_daemon
     from homepoll.logs import setup_logging
 
     config = _load(args)
@@ -82,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     setup_logging(config.log)
-    warn_if_readable_by_others(config)
+    warn_about_files(config)
     code = run_daemon(config)
     logging.shutdown()
     return code
@@ -167,6 +163,8 @@ def _print_report(report, *, show_readings: bool) -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
+    for warning in config.credential_warnings:  # the collector's alert at run time, not 78
+        print(f"homepoll: warning: {warning}", file=sys.stderr)
     print(f"{config.path}: valid")
     print(describe_config(config))
     return EXIT_OK

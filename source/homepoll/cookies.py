@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from homepoll.fsutil import write_secret_file
+from homepoll.smallfile import MAX_SECRET_BYTES, read_small_file
 
 __all__ = [
     "REQUIRED_COOKIES",
@@ -120,8 +121,9 @@ def _add(cookies: dict[str, str], name: str, value: str) -> None:
 
 
 def load_cookie_file(path: Path) -> dict[str, str]:
-    """Read and parse a cookie file; raises OSError (unreadable) or ValueError (invalid)."""
-    return parse_cookie_input(Path(path).read_text(encoding="utf-8"))
+    """Read and parse a cookie file; raises OSError (unreadable, not a regular file, too
+    large) or ValueError (invalid, not UTF-8)."""
+    return parse_cookie_input(read_small_file(Path(path), MAX_SECRET_BYTES).decode("utf-8"))
 
 
 def save_cookie_file(path: Path, cookies: Mapping[str, str]) -> None:

@@ -8,8 +8,10 @@ key path and file name, never by content.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,9 +21,12 @@ from homepoll.config.schema import (
     HUE_CREDENTIAL,
     MQTT_PASSWORD_CREDENTIAL,
 )
+from homepoll.smallfile import MAX_SECRET_BYTES, FileTooLarge, read_small_file
 
 if TYPE_CHECKING:
     from homepoll.config.schema import Config
+
+log = logging.getLogger("homepoll.credentials")
 
 HUE_USERNAME_ENV = "HOMEPOLL_HUE_USERNAME"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
@@ -47,26 +52,29 @@ def secret_problems(config: Config, collector: str) -> list[str]:
 _HUE_KEY = re.compile(r"[A-Za-z0-9._~-]{1,200}")
 
 
-def attach_secrets(
-    config: Config, failed: set[str], problems: list[str], require_secrets: bool
-) -> Config:
-    """Read the Hue key and locate the Amazon cookies; problems only where they are needed."""
+def attach_secrets(config: Config, failed: set[str], require_secrets: bool) -> Config:
+    """Read the Hue key and locate the other secret files.
+
+    A missing or bad one is never a config problem: it is listed in
+    ``config.credential_warnings`` (``check-config`` prints them and exits 0) and the
+    collector raises its auth alert with the remedy at run time (``hue.username_problem``).
+    ``require_secrets=False`` (the commands that create secrets) collects no warnings and
+    keeps the configured, writable paths.
+    """
+    warnings: list[str] = []
     hue = config.hue
     # A key path that is itself invalid already has its problem; a "not found" would only confuse.
     unsure = {"data_dir", "collectors", "collectors.hue", "collectors.hue.username_file"}
     if not unsure & failed:
         key, source, problem = find_hue_key(hue.username_file, hue.bridge)
-        hue = dataclasses.replace(hue, username=key, username_source=source)
-        if problem and hue.enabled and require_secrets:
-            problems.append(problem)
+        hue = dataclasses.replace(
+            hue, username=key, username_source=source, username_problem=problem
+        )
+        if problem and hue.enabled:
+            warnings.append(problem)
 
     amazon = config.amazon_aqm
-    unsure = {
-        "data_dir",
-        "collectors",
-        "collectors.amazon_aqm",
-        "collectors.amazon_aqm.cookies_file",
-    }
+    unsure = {"data_dir", "collectors", "collectors.amazon_aqm"}
     if require_secrets and not unsure & failed:
         cookies_file, problem = find_cookies(amazon.cookies_file)
         amazon = dataclasses.replace(
@@ -75,12 +83,21 @@ def attach_secrets(
             auth_file=located(amazon.auth_file, AMAZON_AUTH_CREDENTIAL),
         )
         if problem and amazon.enabled:
-            problems.append(problem)
+            warnings.append(problem)
     mqtt = config.mqtt
     if require_secrets and mqtt.password_file is not None:
         password_file = located(mqtt.password_file, MQTT_PASSWORD_CREDENTIAL)
         mqtt = dataclasses.replace(mqtt, password_file=password_file)
-    return dataclasses.replace(config, hue=hue, amazon_aqm=amazon, mqtt=mqtt)
+        problem = file_problem("mqtt.password_file", password_file)
+        if problem and mqtt.enabled:
+            warnings.append(problem)
+    return dataclasses.replace(
+        config,
+        hue=hue,
+        amazon_aqm=amazon,
+        mqtt=mqtt,
+        credential_warnings=tuple(warnings) if require_secrets else (),
+    )
 
 
 def find_hue_key(username_file: Path, bridge: str) -> tuple[str | None, str | None, str | None]:
@@ -99,7 +116,7 @@ def find_hue_key(username_file: Path, bridge: str) -> tuple[str | None, str | No
         if path is None:
             continue
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_small_file(path, MAX_SECRET_BYTES).decode("utf-8")
         except (FileNotFoundError, NotADirectoryError):
             continue
         except PermissionError:
@@ -133,19 +150,31 @@ def find_hue_key(username_file: Path, bridge: str) -> tuple[str | None, str | No
 def find_cookies(cookies_file: Path) -> tuple[Path, str | None]:
     """The cookie file to use and a problem if there is none (the collector reads it)."""
     key_path = "collectors.amazon_aqm.cookies_file"
-    if exists(cookies_file):
-        if not cookies_file.is_file():
-            return cookies_file, f"{key_path}: {cookies_file} is not a file"
-        if not os.access(cookies_file, os.R_OK):
-            return cookies_file, f"{key_path}: {cookies_file} cannot be read (permission denied)"
-        return cookies_file, None
-    candidate = systemd_copy(AMAZON_CREDENTIAL)
-    if candidate is not None:
-        return candidate, None
-    return (
-        cookies_file,
-        f"{key_path}: {cookies_file} not found; import cookies with: homepoll amazon-cookies FILE",
+    if not exists(cookies_file):
+        candidate = systemd_copy(AMAZON_CREDENTIAL)
+        if candidate is not None:
+            return candidate, None
+    return cookies_file, file_problem(
+        key_path, cookies_file, "import cookies with: homepoll amazon-cookies FILE"
     )
+
+
+def file_problem(key_path: str, path: Path, remedy: str | None = None) -> str | None:
+    """Why the secret file ``path`` cannot be used, from its metadata only (never blocks)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"{key_path}: {path} not found" + (f"; {remedy}" if remedy else "")
+    except OSError as exc:
+        return f"{key_path}: {path} cannot be read ({exc.strerror or 'error'})"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{key_path}: {path} is not a file"
+    if info.st_size > MAX_SECRET_BYTES:
+        too_large = FileTooLarge(info.st_size, MAX_SECRET_BYTES)
+        return f"{key_path}: {path} cannot be read ({too_large.strerror})"
+    if not os.access(path, os.R_OK):
+        return f"{key_path}: {path} cannot be read (permission denied)"
+    return None
 
 
 def systemd_copy(name: str) -> Path | None:
@@ -166,5 +195,38 @@ def located(path: Path, name: str) -> Path:
 def exists(path: Path) -> bool:
     try:
         return path.exists()
+    except OSError:
+        return False
+
+
+def warn_about_files(config: Config) -> None:
+    """At start: each credential warning, and one line per file whose mode is unsafe.
+
+    config.yaml holds no secret, so only others being able to change it matters (it names
+    the program alerts.command runs); the secret files must be the service user's alone.
+    """
+    for warning in config.credential_warnings:
+        log.warning("%s", warning)
+    if _mode_has(config.path, 0o002):
+        log.warning(
+            "%s is writable by other users, who could change what homepoll runs; "
+            "run: chmod o-w %s",
+            config.path,
+            config.path,
+        )
+    secrets = [
+        config.hue.username_file,
+        config.amazon_aqm.cookies_file,
+        config.amazon_aqm.auth_file,
+        config.mqtt.password_file,
+    ]
+    for path in secrets:
+        if path is not None and _mode_has(path, 0o044):
+            log.warning("%s is readable by other users; run: chmod 600 %s", path, path)
+
+
+def _mode_has(path: Path, bits: int) -> bool:
+    try:
+        return bool(path.stat().st_mode & bits)
     except OSError:
         return False

@@ -371,6 +371,8 @@ class Daemon:
             await self._reload_collector(name, old, new)
         if self._writer is not None:
             await self._writer.flush()  # a reload is a moment users expect the data on disk
+        for warning in new.credential_warnings:
+            log.warning("reload: %s", warning)
         log.info("reload: configuration from %s applied", new.path)
 
     async def _reload_collector(self, name: str, old: Config, new: Config) -> None:
@@ -392,6 +394,8 @@ class Daemon:
                     await asyncio.to_thread(self._status.write)
                 log.info("reload: %s disabled", name)
                 return
+            if runner.alert is not None:
+                runner.alert.command = new.alerts.command
             if getattr(new, name) == getattr(old, name) and new.backoff == old.backoff:
                 return
             settings = getattr(new, name)
@@ -458,19 +462,3 @@ def lock_data_dir(path: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
-
-
-def warn_if_readable_by_others(config: Config) -> None:
-    """One clear warning per file when the config or a secret file can be read by other users."""
-    from homepoll.fsutil import is_readable_by_others
-
-    # config.yaml holds no secret: group-readable (0640 root:homepoll, as install.sh makes it)
-    # is fine there; the secret files must be the service user's alone.
-    candidates = [
-        (config.path, 0o004),
-        (config.hue.username_file, 0o044),
-        (config.amazon_aqm.cookies_file, 0o044),
-    ]
-    for path, mask in candidates:
-        if path.exists() and is_readable_by_others(path, mask):
-            log.warning("%s is readable by other users; run: chmod 600 %s", path, path)

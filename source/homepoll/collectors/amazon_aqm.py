@@ -10,6 +10,7 @@ No cookie value ever appears in a message: they are the account's keys.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -157,7 +158,7 @@ class AmazonAqmCollector:
     async def collect(self, timeout: float) -> CollectResult:
         """One attempt: (re)discover if due, then one state request for all monitors."""
         deadline = time.monotonic() + timeout
-        cookies = self._load_cookies()
+        cookies = await asyncio.to_thread(self._load_cookies)  # never block the loop
         if self._discovery_due():
             await self._discover(cookies, deadline)
         monitors = self._monitors or []
@@ -185,7 +186,7 @@ class AmazonAqmCollector:
 
     async def discover(self, timeout: float = 10.0) -> list[Monitor]:
         """The monitors on the account (one request); raises the taxonomy errors."""
-        cookies = self._load_cookies()
+        cookies = await asyncio.to_thread(self._load_cookies)  # never block the loop
         await self._discover(cookies, time.monotonic() + timeout)
         return list(self._monitors or [])
 
@@ -201,7 +202,11 @@ class AmazonAqmCollector:
     # ----------------------------------------------------------------- cookies
 
     def _load_cookies(self) -> dict[str, str]:
-        """The cookie jar, re-read when the file's mtime, size or inode changed."""
+        """The cookie jar, re-read when the file's mtime, size or inode changed.
+
+        Runs in a worker thread; only a regular file of sane size is read (a FIFO or a
+        /dev/zero link is this collector's auth alert with the reason, never a hang).
+        """
         path = Path(self._settings.cookies_file)
         try:
             st = os.stat(path)

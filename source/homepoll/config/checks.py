@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shlex
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Check = Callable[[Any], Any]
@@ -244,6 +247,20 @@ def command(value: Any) -> tuple[str, ...] | None:
             raise Invalid(expected, "the first argument must name the program")
         return tuple(value)
     raise Invalid(expected, "a list must hold only strings" if isinstance(value, list) else None)
+
+
+def program_problem(program: str) -> str | None:
+    """Why ``program`` (a path, or a name looked up in PATH) cannot be run, if it cannot."""
+    if "/" not in program:
+        if shutil.which(program) is None:
+            return f"program {show(program)} not found in PATH ({os.environ.get('PATH', '')})"
+        return None
+    path = Path(program).expanduser()
+    if not path.is_file():
+        return f"program {path} not found" if not path.exists() else f"{path} is not a program"
+    if not os.access(path, os.X_OK):
+        return f"program {path} is not executable; run: chmod +x {path}"
+    return None
 
 
 def sensors(value: Any) -> tuple[str, ...]:

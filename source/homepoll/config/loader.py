@@ -35,7 +35,7 @@ def load_config(path: Path | str, *, require_secrets: bool = True) -> Config:
         raw = read_yaml(path)
         checker = _Checker(path)
         config = checker.build(Config, raw, "", {}, path=Path(os.path.abspath(path)))
-        config = attach_secrets(config, checker.failed, checker.problems, require_secrets)
+        config = attach_secrets(config, checker.failed, require_secrets)
         problems = checker.problems
     except ConfigError:
         raise

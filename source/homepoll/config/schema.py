@@ -125,11 +125,17 @@ class AlertSettings:
     battery_low: float = setting(15, c.number(0, maximum=100), "battery % listed as low")
 
     @staticmethod
-    def settle(values: dict[str, Any], given: set[str], _report: Report, resolve: Any) -> None:
-        """A relative program path means the config's folder, not the daemon's cwd."""
+    def settle(values: dict[str, Any], given: set[str], report: Report, resolve: Any) -> None:
+        """A relative program path means the config's folder, not the daemon's cwd; the
+        program must exist and be executable now, not fail silently at the first alert."""
         argv = values["command"]
-        if argv and "/" in argv[0] and not Path(argv[0]).expanduser().is_absolute():
-            values["command"] = (str(resolve(argv[0])), *argv[1:])
+        if not argv:
+            return
+        if "/" in argv[0] and not Path(argv[0]).expanduser().is_absolute():
+            argv = values["command"] = (str(resolve(argv[0])), *argv[1:])
+        problem = c.program_problem(argv[0])
+        if problem:
+            report("command", problem)
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,8 @@ class HueSettings:
     username: str | None = field(default=None, repr=False)  # the secret, read from file/env
     # Where the key came from (env variable name or file path), for check-config; not secret.
     username_source: str | None = field(default=None, compare=False)
+    # Why there is no key (not found, unreadable...), for the collector's auth alert.
+    username_problem: str | None = field(default=None, compare=False)
 
     @staticmethod
     def settle(values: dict[str, Any], given: set[str], report: Report, _resolve: Any) -> None:
@@ -247,6 +255,8 @@ class Config:
     )
     web: WebSettings = section(WebSettings, "the dashboard")
     mqtt: MqttSettings = section(MqttSettings, "MQTT and Home Assistant")
+    # Missing or bad secret files: warnings, never config problems (credentials.py).
+    credential_warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 def keys(cls: type) -> list[dataclasses.Field]:

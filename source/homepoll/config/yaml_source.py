@@ -1,7 +1,8 @@
 """Reading config.yaml: bytes to one top-level mapping, every failure a ConfigError line.
 
 Duplicate keys are problems (PyYAML would let the last one win) and syntax errors name
-their line and column.
+their line and column. Only a regular file of at most MAX_CONFIG_BYTES is read: a FIFO
+cannot hang a start, nor a 200 MB file take minutes and the unit's whole memory.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import yaml
 
 from homepoll.config.checks import show
 from homepoll.errors import ConfigError
+from homepoll.fsutil import format_size
+from homepoll.smallfile import MAX_CONFIG_BYTES, FileTooLarge, read_small_file
 
 
 class _Loader(yaml.SafeLoader):
@@ -35,7 +38,14 @@ class _Loader(yaml.SafeLoader):
 def read_yaml(path: Path) -> dict:
     """The top-level mapping of ``path``; any reading or parsing failure is a ConfigError."""
     try:
-        data = path.read_bytes()
+        data = read_small_file(path, MAX_CONFIG_BYTES)
+    except FileTooLarge as exc:
+        raise ConfigError(
+            [
+                f"{path}: config file is {format_size(exc.size)}, more than the "
+                f"{format_size(exc.limit)} a config file may be; is this the right file?"
+            ]
+        ) from None
     except FileNotFoundError:
         raise ConfigError([f"{path}: config file not found"]) from None
     except IsADirectoryError:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from homepoll.fsutil import is_readable_by_others
 from homepoll.logs import register_secret
+from homepoll.smallfile import FileTooLarge, read_small_file
 
 log = logging.getLogger("homepoll.mqtt")
 
@@ -44,16 +45,15 @@ def read_password(password_file: Path | None, *, warned: set[Path] | None = None
         return None
     key = "mqtt.password_file"
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_PASSWORD_BYTES + 1)
+        raw = read_small_file(path, MAX_PASSWORD_BYTES)  # a FIFO or /dev/zero link never blocks
+    except FileTooLarge:
+        raise PasswordError(f"{key}: {path} is too long for a password") from None
     except FileNotFoundError:
         raise PasswordError(f"{key}: {path} not found") from None
     except PermissionError:
         raise PasswordError(f"{key}: {path} cannot be read (permission denied)") from None
     except OSError as exc:
         raise PasswordError(f"{key}: {path} cannot be read ({exc.strerror or 'error'})") from None
-    if len(raw) > MAX_PASSWORD_BYTES:
-        raise PasswordError(f"{key}: {path} is too long for a password")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -81,7 +81,10 @@ class HueCollector:
     async def collect(self, timeout: float) -> CollectResult:
         key = self._settings.username
         if not key:
-            raise AuthError("no Hue key is configured: pair with homepoll hue-pair")
+            raise AuthError(
+                self._settings.username_problem
+                or "no Hue key is configured: pair with homepoll hue-pair"
+            )
         if not _SENDABLE_KEY.match(key):
             raise PermanentError(
                 "the Hue key contains characters that cannot be sent (spaces, slashes or "
