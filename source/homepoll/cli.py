@@ -26,7 +26,7 @@ from homepoll.config import (
 )
 from homepoll.errors import EX_CONFIG, EX_USAGE, CollectorError, UsageError
 from homepoll.hardening import harden_process
-from homepoll.safetext import escape_control
+from homepoll.safetext import escape_control, safe_lines
 from homepoll.timefmt import iso_utc
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -153,7 +153,7 @@ def _print_report(report, *, show_readings: bool) -> None:
     else:
         print(
             f"{report.collector}: FAILED ({report.outcome}) after {report.attempts} attempt(s): "
-            f"{report.error}"
+            f"{escape_control(report.error)}"
         )
     if show_readings:
         for r in report.readings:
@@ -247,7 +247,7 @@ async def _test_cookies(config: Config) -> int:
     try:
         monitors = await collector.discover()
     except CollectorError as exc:
-        print(f"homepoll: Amazon did not accept the cookies: {exc}", file=sys.stderr)
+        print(f"homepoll: Amazon did not accept the cookies: {safe_lines(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await collector.aclose()

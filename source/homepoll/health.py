@@ -14,7 +14,7 @@ from typing import Any
 
 from homepoll.fsutil import disk_problems, format_size
 from homepoll.model import finite_number
-from homepoll.safetext import redact
+from homepoll.safetext import redact, safe_lines
 from homepoll.status_file import STATUS_FILE
 from homepoll.timefmt import iso_utc, parse_iso
 
@@ -245,4 +245,4 @@ def format_status(
             + f", newest reading {newest_text}"
             + (f" ({path})" if path else "")
         )
-    return redact("\n".join(out)) + "\n"
+    return safe_lines("\n".join(out)) + "\n"  # network text: no secret, no escape sequence

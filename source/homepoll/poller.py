@@ -20,6 +20,7 @@ from homepoll.config import BackoffSettings, Config, RetrySettings
 from homepoll.errors import AuthError, CollectorError
 from homepoll.model import Reading
 from homepoll.retry import PollFailed, RetryPolicy
+from homepoll.safetext import redact
 from homepoll.status_file import StatusFile
 from homepoll.storage import PollRecord, Storage, WriteResult
 from homepoll.timefmt import iso_or_none
@@ -144,7 +145,7 @@ class CollectorRunner:
         """Between attempts: say "retrying" in status.json, so a long wait is visible."""
         self.retries += 1
         self.state = "retrying"
-        self.last_error = str(error)
+        self.last_error = redact(str(error))
         if self.status is not None and wait >= 1.0:
             task = asyncio.get_running_loop().create_task(self.publish_status(self.next_poll))
             self._background.add(task)
@@ -176,7 +177,7 @@ class CollectorRunner:
                 failed.error.outcome,
                 failed.attempts,
                 self._elapsed_ms(started),
-                error=str(failed.error),
+                error=redact(str(failed.error)),  # stored, printed, shown: never a secret
                 retry_after=failed.retry_after,
             )
             await self._record(report, started_wall, store)

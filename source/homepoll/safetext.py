@@ -84,3 +84,8 @@ def one_line(text: object, limit: int, secrets: Iterable[str | None] = ()) -> st
     if len(line) > limit:
         line = line[: limit - 1].rstrip() + "…"
     return line
+
+
+def safe_lines(text: object, secrets: Iterable[str | None] = ()) -> str:
+    """Redacted, with controls escaped in each line: a multi-line report for a terminal."""
+    return "\n".join(escape_control(line) for line in redact(text, secrets).split("\n"))
