@@ -13,7 +13,7 @@ import time
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
 from tests.conftest import wait_for
 
-TOLERANCE = 0.4  # seconds: scheduler wake-up, process start-up noise on a loaded machine
+TOLERANCE = 0.6  # seconds of wake-up noise on a loaded machine; a broken slowdown is off by >= 1
 
 
 class RequestClock:
