@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, SOURCE
+from tests.web_support import get
 
 
 def test_short_demo_raises_and_clears_the_alert_and_stores_everything(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    result = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "homepoll", "demo", "--duration", "14", "--data-dir", str(data)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
         env={"PYTHONPATH": str(SOURCE), "PATH": "/usr/bin:/bin"},
         cwd=tmp_path,
     )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # the dashboard is announced early and served while it runs
+        seen.append(line)
+        found = re.search(r"DASHBOARD: (http://127\.0\.0\.1:\d+/)", line)
+        if found:
+            status, _, body = get(found.group(1))
+            assert status == 200 and b"<h1>homepoll</h1>" in body
+            break
+    else:
+        raise AssertionError("no dashboard URL: " + "".join(seen)[-2000:])
+    rest, errors = proc.communicate(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + rest, errors)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "ALERT FILE RAISED" in out

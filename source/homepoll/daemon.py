@@ -118,6 +118,11 @@ class Daemon:
         return self._writer
 
     @property
+    def web_url(self) -> str | None:
+        """The dashboard's address while the web face serves."""
+        return self._web.url if self._web is not None else None
+
+    @property
     def started_at(self) -> str | None:
         return self._status.started_at if self._status else None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -53,7 +54,20 @@ def demo_settings() -> dict:
             "hue": {"enabled": True, "interval": 1.5},
             "amazon_aqm": {"enabled": True, "interval": 1.5},
         },
+        "web": {"listen": f"127.0.0.1:{_web_port()}"},
     }
+
+
+def _web_port(preferred: int = 8321) -> int:
+    """The shipped port when it is free (a homepoll may already use it), else any free one."""
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    return preferred
 
 
 class Story:
@@ -94,6 +108,15 @@ class Story:
         elif report.ok and self.alert_raised and not alert.exists() and not self.alert_cleared:
             self.alert_cleared = True
             self.say(f"ALERT FILE CLEARED by the first successful poll: {alert.name} is gone")
+
+    async def show_dashboard(self, daemon: Daemon) -> None:
+        """Say where the dashboard is, once the daemon serves it (it does until the end)."""
+        for _ in range(50):
+            if daemon.web_url:
+                self.say(f"DASHBOARD: {daemon.web_url}  (open it while the demo runs)")
+                return
+            await asyncio.sleep(0.1)
+        self.say("DASHBOARD: not served (see the log line above)")
 
     async def play(self, duration: float, stop: Callable[[], None]) -> None:
         steps: list[tuple[float, str, Callable[[], Awaitable[None] | None]]] = [
@@ -246,7 +269,9 @@ def run_demo(duration: float = 60.0, data_dir: Path | None = None) -> int:
 async def _run(config: Config, story: Story, duration: float) -> int:
     daemon = Daemon(config, on_report=story.on_report)
     player = asyncio.create_task(story.play(duration, daemon.request_stop))
+    dashboard = asyncio.create_task(story.show_dashboard(daemon))
     try:
         return await daemon.run()
     finally:
         player.cancel()
+        dashboard.cancel()

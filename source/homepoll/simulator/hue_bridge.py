@@ -103,6 +103,7 @@ class HueBridgeSimulator:
         self._thread: threading.Thread | None = None
         self.faults = FaultPlan(FAULT_KINDS)
         self.served = ServedLog()
+        self.switch_battery = 90  # the dimmer switch's battery, %; tests set it low
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -306,7 +307,7 @@ class HueBridgeSimulator:
         switch_id = str(2 + 3 * len(devices))
         out[switch_id] = {
             "state": {"buttonevent": 1002, "lastupdated": lastupdated},
-            "config": {"on": True, "battery": 90, "reachable": True},
+            "config": {"on": True, "battery": self.switch_battery, "reachable": True},
             "name": "Hue dimmer switch 1",
             "type": "ZLLSwitch",
             "modelid": "RWL021",

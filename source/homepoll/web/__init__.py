@@ -42,7 +42,14 @@ async def start(daemon: Daemon) -> WebServer | None:
     try:
         from homepoll.web.app import build_app
         from homepoll.web.server import WebServer
-
+    except ImportError as exc:
+        log.error(
+            "web face not started: %s is not installed; run: pip install 'homepoll[web]' "
+            "(or set web.enabled: false). Polling goes on without it",
+            exc.name or exc,
+        )
+        return None
+    try:
         app = build_app(daemon, daemon.config.storage.path, daemon.config.data_dir)
         server = WebServer(app, *address)
         return server if await server.start() else None
