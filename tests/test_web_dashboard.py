@@ -57,13 +57,13 @@ def test_dashboard_in_chromium(hue_sim, aqm_sim, setup_factory, daemons, tmp_pat
     assert seed_history(setup.db) > 1000
     daemons(setup)
     url = setup.web_url
-    wait_for(lambda: f"web face at {url}" in setup.log_text(), timeout=15)
+    wait_for(lambda: f"web face at {url}" in setup.log_text(), timeout=30)
     wait_for(
         lambda: (
             [c.get("last_success") for c in collectors(setup).values()].count(None) == 0
             and len(collectors(setup)) == 2
         ),
-        timeout=15,
+        timeout=30,
     )
 
     shots = tmp_path / "screenshots"
