@@ -137,7 +137,7 @@ def test_web_off_loads_nothing_and_a_taken_port_is_one_error(
         polls = _polls(setup)
         wait_for(lambda: _polls(setup) >= polls + 2, timeout=30)  # polling goes on
         log = setup.log_text()
-        errors = [line for line in log.splitlines() if " ERROR " in line]
+        errors = [line for line in log.splitlines() if " ERROR homepoll.web" in line]
         assert len(errors) == 1 and "port is in use" in errors[0] and str(port) in errors[0]
         assert "aiohttp" in _mapped(daemon.proc.pid)  # it was on, and tried
         assert daemon.stop() == 0
