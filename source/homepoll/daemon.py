@@ -142,6 +142,7 @@ class Daemon:
         )
         await self._writer.open()
         self._mqtt = await mqtt_feature.start(self.config)  # before the first poll
+        self._web = await web.start(self)  # its imports, too, before polls have a cadence
         self._clock_watch.check()  # start from the clock as it is now
         self._scheduler = _Scheduler(
             before_processing=self._absorb_clock_jump, event_loop=loop, timezone=UTC
@@ -165,7 +166,6 @@ class Daemon:
             self.config.storage.path,
         )
         await asyncio.to_thread(self._status.write)
-        self._web = await web.start(self)
         notify.notify("READY=1\nSTATUS=started, first polls running")
         self._watchdog = asyncio.create_task(self._watchdog_loop())
         await self._stop.wait()
