@@ -477,6 +477,7 @@ BAD_VALUES = [
     ("mqtt: {password_file: pw}", "mqtt.password_file", "needs username"),
     ("mqtt: {username: ''}", "mqtt.username", "non-empty"),
     ("mqtt: {tls: 1}", "mqtt.tls", "true or false"),
+    ("mqtt: {protocol: 4}", "mqtt.protocol", '"3.1.1" or "5"'),
     ("mqtt: {evnts: true}", "mqtt.evnts", 'did you mean "events"?'),
     ("mqtt: {ca_file: ''}", "mqtt.ca_file", "non-empty path"),
     ("listen: 1.2.3.4:5", "listen", "did you mean web.listen?"),

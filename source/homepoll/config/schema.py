@@ -214,6 +214,9 @@ class WebSettings:
     listen: str = setting("127.0.0.1:8321", c.listen, "host:port to listen on")
 
 
+_MQTT_VERSION = c.one_of("3.1.1", "5", expected='"3.1.1" or "5"')
+
+
 @dataclass(frozen=True)
 class MqttSettings:
     enabled: bool = setting(False, c.boolean, "publish to an MQTT broker")
@@ -221,6 +224,7 @@ class MqttSettings:
     port: int = setting(1883, c.integer(1, 65535), "broker port")
     username: str | None = setting(None, c.optional(c.text), "null = anonymous")
     password_file: Path | None = file_setting("file holding the broker password (0600)")
+    protocol: str = setting("3.1.1", lambda v: _MQTT_VERSION(str(v)), "MQTT version: 3.1.1 | 5")
     tls: bool = setting(False, c.boolean, "TLS to the broker")
     ca_file: Path | None = file_setting("CA of the broker; null = the system's", existing_file=True)
     base_topic: str = setting("homepoll", c.topic, "topics start with this")

@@ -21,7 +21,7 @@ import aiomqtt
 
 from homepoll.model import SensorKey
 from homepoll.mqtt import outbox
-from homepoll.mqtt.link import PUBLISH_TIMEOUT, BrokerLink
+from homepoll.mqtt.link import BrokerLink
 from homepoll.mqtt.state import TopicBook
 
 log = logging.getLogger("homepoll.mqtt")
@@ -133,23 +133,14 @@ class EventPump:
     async def _publish(self, client: aiomqtt.Client, batch: list[outbox.Event]) -> None:
         """All of ``batch``, in order (one connection keeps the order); returns once the
         broker acknowledged every message."""
-        sends = []
+        messages = []
         for event in batch:
             key = SensorKey(event.source, event.device_id, event.metric)
-            topic = self.book.events_topic(key, event.name)
             if event.seq <= self._sent_upto:
                 self.status.events_repeated += 1
-            sends.append(
-                client.publish(
-                    topic, event_payload(event), qos=1, retain=False, timeout=PUBLISH_TIMEOUT
-                )
-            )
+            messages.append((self.book.events_topic(key, event.name), event_payload(event), False))
         self._sent_upto = max(self._sent_upto, batch[-1].seq)
-        results = await asyncio.gather(*sends, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        self.status.acknowledged(len(batch))
+        await self.link.publish(client, messages)
 
     async def _wait_for_new_link(self, old: aiomqtt.Client) -> None:
         """Let the link notice the loss and reconnect (or, if the link is fine and only slow,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from homepoll.alerts import sanitize
 from homepoll.mqtt.secret import PasswordError, read_password
@@ -60,7 +61,7 @@ def describe(exc: BaseException, broker: str) -> tuple[str, bool]:
     """(one line for the log, whether a person must fix something)."""
     if isinstance(exc, PasswordError):
         return str(exc), True
-    if isinstance(exc, aiomqtt.MqttConnectError):
+    if isinstance(exc, MqttConnectError):
         code = getattr(exc.rc, "value", exc.rc)
         if code in (4, 5, 134, 135):
             return (
@@ -96,6 +97,7 @@ class BrokerLink:
         self.on_ha_online = on_ha_online
         self.client: aiomqtt.Client | None = None
         self.up = asyncio.Event()
+        self._lost = asyncio.Event()  # set when the current session ends; fresh per session
         self.status_topic = f"{settings.base_topic}/status"
         prefix = settings.discovery_prefix
         self.ha_status_topic = f"{prefix}/status" if prefix else None
@@ -114,7 +116,10 @@ class BrokerLink:
             except Exception as exc:
                 error = exc
             failures = 1 if self.status.connected else failures + 1
-            await self._went_down(error)
+            try:
+                await self._went_down(error)
+            except Exception:  # reporting must never end the reconnect loop
+                log.exception("MQTT: reporting a lost connection failed")
             await asyncio.sleep(backoff_delay(failures))
 
     async def _session(self) -> None:
@@ -152,6 +157,7 @@ class BrokerLink:
             if self.ha_status_topic:
                 await client.subscribe(self.ha_status_topic, qos=1, timeout=PUBLISH_TIMEOUT)
             self.client = client
+            self._lost = asyncio.Event()
             await self._came_up()
             try:
                 async for message in client.messages:
@@ -165,6 +171,7 @@ class BrokerLink:
             finally:
                 self.client = None
                 self.up.clear()
+                self._lost.set()
 
     async def _came_up(self) -> None:
         recovered = self._logged_problem is not None
@@ -201,6 +208,33 @@ class BrokerLink:
             log.debug("%s (still)", message)
         if self.alert is not None:
             await asyncio.to_thread(self.alert.failed, message)
+
+    async def publish(
+        self, client: aiomqtt.Client, messages: list[tuple[str, bytes, bool]]
+    ) -> None:
+        """Send (topic, payload, retain) messages with QoS 1, in order, and return once the
+        broker acknowledged all of them. Raises MqttError as soon as this session is lost:
+        an acknowledgement that can no longer come is not waited for."""
+        if client is not self.client:
+            raise aiomqtt.MqttError("not connected")
+        lost = self._lost
+        sends = asyncio.gather(
+            *(
+                client.publish(topic, payload, qos=1, retain=retain, timeout=PUBLISH_TIMEOUT)
+                for topic, payload, retain in messages
+            )
+        )
+        watch = asyncio.ensure_future(lost.wait())
+        try:
+            done, _ = await asyncio.wait({sends, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if sends not in done:
+            sends.cancel()
+            await asyncio.gather(sends, return_exceptions=True)
+            raise aiomqtt.MqttError("connection lost while waiting for acknowledgements")
+        sends.result()  # raises the first failure
+        self.status.acknowledged(len(messages))
 
     async def close(self) -> None:
         """Say ``offline`` (a clean stop does not trigger the will) and disconnect."""

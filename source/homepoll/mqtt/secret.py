@@ -7,17 +7,16 @@ key path and file, never by content.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from homepoll.config.schema import MQTT_PASSWORD_CREDENTIAL
+from homepoll.credentials import located, systemd_copy
 from homepoll.fsutil import is_readable_by_others
 from homepoll.logs import register_secret
 from homepoll.smallfile import FileTooLarge, read_small_file
 
 log = logging.getLogger("homepoll.mqtt")
 
-CREDENTIAL_NAME = "mqtt_password"
-"""File name under ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=mqtt_password:...``)."""
 MAX_PASSWORD_BYTES = 4096
 
 
@@ -26,16 +25,11 @@ class PasswordError(Exception):
 
 
 def password_path(password_file: Path | None) -> Path | None:
-    """The file to read: the configured one, else systemd's credential when it exists."""
-    creds = os.environ.get("CREDENTIALS_DIRECTORY", "").strip()
-    candidate = Path(creds) / CREDENTIAL_NAME if creds else None
+    """The file to read: the configured one, else systemd's ``mqtt_password`` credential
+    (``LoadCredential=mqtt_password:/etc/...``) when it exists."""
     if password_file is not None:
-        if not password_file.exists() and candidate is not None and candidate.exists():
-            return candidate
-        return password_file
-    if candidate is not None and candidate.exists():
-        return candidate
-    return None
+        return located(password_file, MQTT_PASSWORD_CREDENTIAL)
+    return systemd_copy(MQTT_PASSWORD_CREDENTIAL)
 
 
 def read_password(password_file: Path | None, *, warned: set[Path] | None = None) -> str | None:

@@ -47,6 +47,12 @@ def known_sensors(path: Path) -> list[tuple[str, str, str, str, str]]:
         conn.close()
 
 
+def _report_crash(task: asyncio.Task) -> None:
+    """A publisher task must never end before stop(); if one does, say so loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("MQTT: a publisher stopped unexpectedly", exc_info=task.exception())
+
+
 class MqttService:
     def __init__(self, config: Any) -> None:
         settings = config.mqtt
@@ -84,6 +90,8 @@ class MqttService:
         self._tasks = [loop.create_task(self.link.run()), loop.create_task(self.state.run())]
         if self.events is not None:
             self._tasks.append(loop.create_task(self.events.run()))
+        for task in self._tasks:
+            task.add_done_callback(_report_crash)
         log.info(
             "MQTT: publishing to %s under %s/ (discovery %s, events %s)",
             self.status.broker,

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import aiomqtt
 
 from homepoll.model import Reading, SensorKey
 from homepoll.mqtt import discovery
-from homepoll.mqtt.link import PUBLISH_TIMEOUT, BrokerLink
+from homepoll.mqtt.link import BrokerLink
 from homepoll.mqtt.topics import DeviceSlugs, check_topic, slug
 
 log = logging.getLogger("homepoll.mqtt")
@@ -138,27 +138,57 @@ class StatePublisher:
                 log.debug("state publishing interrupted (%s); resent on reconnection", exc)
 
     async def _send_all(self, client: aiomqtt.Client) -> None:
-        base = self.book.base
-        while self._stale_topics:  # clear the retained value a renamed series left behind
-            await self._send(client, self._stale_topics[0], b"", base)
-            self._stale_topics.pop(0)
+        """Everything not yet sent, as one run of QoS 1 messages; marked sent only once the
+        broker acknowledged all of it (a lost link leaves it for the next connection)."""
+        base, prefix = self.book.base, self.prefix
+        messages: list[tuple[str, bytes, bool]] = []
+        done: list[Callable[[], None]] = []
+
+        def add(topic: str, payload: bytes, root: str, then: Callable[[], None]) -> None:
+            messages.append((check_topic(topic, root), payload, True))
+            done.append(then)
+
+        stale = list(self._stale_topics)  # clear the retained value a renamed series left
+        for topic in stale:
+            add(topic, b"", base, lambda: None)
         for key, series in list(self.series.items()):
-            if self.prefix:
-                await self._send_config(client, key, series)
+            if prefix:
+                config = self._config(key, series)
+                if config[1] != series.config_sent:
+                    add(
+                        config[0],
+                        config[1].encode(),
+                        prefix,
+                        _setter(series, "config_sent", config[1]),
+                    )
             if series.payload is not None and not series.state_sent:
-                await self._send(client, series.topic, series.payload.encode(), base)
-                series.state_sent = True
+                add(
+                    series.topic, series.payload.encode(), base, _setter(series, "state_sent", True)
+                )
         for collector, (payload, sent) in list(self.hub_state.items()):
-            if self.prefix and collector not in self._hub_config_sent:
-                await self._send_hub_config(client, collector)
+            if prefix and collector not in self._hub_config_sent:
+                topic, text = self._hub_config(collector)
+                add(topic, text.encode(), prefix, partial(self._hub_config_sent.add, collector))
             if not sent:
-                await self._send(client, self._hub_topic(collector), payload.encode(), base)
-                self.hub_state[collector] = (payload, True)
+                add(
+                    self._hub_topic(collector),
+                    payload.encode(),
+                    base,
+                    partial(self.hub_state.__setitem__, collector, (payload, True)),
+                )
+        if not messages:
+            return
+        await self.link.publish(client, messages)
+        del self._stale_topics[: len(stale)]
+        for then in done:
+            then()
 
     def _hub_topic(self, collector: str) -> str:
         return check_topic(f"{self.book.base}/{HUB_TOPIC}/{slug(collector)}", self.book.base)
 
-    async def _send_config(self, client: aiomqtt.Client, key: SensorKey, series: Series) -> None:
+    def _config(self, key: SensorKey, series: Series) -> tuple[str, str]:
+        """(discovery topic, config as JSON text) of one series."""
+        assert self.prefix is not None
         hub = discovery.hub_id(key.source, self.hubs.get(key.source, key.source))
         component, config = discovery.series_config(
             key,
@@ -169,15 +199,10 @@ class StatePublisher:
             hub=hub,
             interval=self.intervals.get(key.source, 60.0),
         )
-        text = json.dumps(config, sort_keys=True)
-        if text == series.config_sent:
-            return
-        assert self.prefix is not None
         topic = discovery.discovery_topic(self.prefix, component, discovery.object_id(key))
-        await self._send(client, topic, text.encode(), self.prefix)
-        series.config_sent = text
+        return topic, json.dumps(config, sort_keys=True)
 
-    async def _send_hub_config(self, client: aiomqtt.Client, collector: str) -> None:
+    def _hub_config(self, collector: str) -> tuple[str, str]:
         assert self.prefix is not None
         where = self.hubs[collector]
         component, config = discovery.hub_config(
@@ -186,13 +211,18 @@ class StatePublisher:
             state_topic=self._hub_topic(collector),
             availability_topic=self.link.status_topic,
         )
-        oid = discovery.hub_id(collector, where)
-        topic = discovery.discovery_topic(self.prefix, component, oid)
-        await self._send(client, topic, json.dumps(config, sort_keys=True).encode(), self.prefix)
-        self._hub_config_sent.add(collector)
-
-    async def _send(self, client: aiomqtt.Client, topic: str, payload: bytes, root: Any) -> None:
-        await client.publish(
-            check_topic(topic, root), payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT
+        topic = discovery.discovery_topic(
+            self.prefix, component, discovery.hub_id(collector, where)
         )
-        self.link.status.acknowledged()
+        return topic, json.dumps(config, sort_keys=True)
+
+
+def _setter(series: Series, field: str, value: object) -> Callable[[], None]:
+    """Mark ``series`` sent only if nothing changed it while the messages were on their way."""
+    before = (series.topic, series.payload)
+
+    def apply() -> None:
+        if (series.topic, series.payload) == before:
+            setattr(series, field, value)
+
+    return apply
