@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import stat
-import time
 
 import pytest
 
@@ -115,62 +115,53 @@ def test_fresh_cookies_file_clears_the_alert_without_restart_or_signal(
     assert_every_served_stored_once(setup, aqm_sim)
 
 
-def _arrival_gaps(sim, start: int) -> list[float]:
-    times = [t for t, _ in list(sim.faults.arrivals)[start:]]
-    return [b - a for a, b in itertools.pairwise(times)]
-
-
-@pytest.mark.parametrize("kind", ["too_many_requests", "http_429"])
-def test_throttling_waits_rate_limit_delay_when_it_fits(
-    aqm_sim, setup_factory, daemons, kind
-) -> None:
-    setup = setup_factory(aqm=aqm_sim)
-    setup.write(
-        retry={"rate_limit_delay": 1.0, "max_attempts": 4},
-        collectors={"amazon_aqm": {"interval": 3}},
-    )
-    daemon = daemons(setup)
-    wait_for(lambda: setup.row_count() > 0)
-    start = len(aqm_sim.faults.arrivals)
-    aqm_sim.faults.queue(kind, times=2)
-    wait_for(
-        lambda: aqm_sim.faults.pending() == 0 and len(aqm_sim.faults.arrivals) >= start + 3,
-        timeout=10,
-    )
-    assert daemon.stop() == 0
-    gaps = _arrival_gaps(aqm_sim, start)
-    throttled_then = [
-        g
-        for (_, k), g in zip(list(aqm_sim.faults.arrivals)[start:], gaps, strict=False)
-        if k == kind
-    ]
-    assert throttled_then and all(g >= 0.95 for g in throttled_then), gaps
-    assert setup.query("SELECT count(*) FROM polls WHERE outcome='ok' AND attempts >= 2")[0][0] >= 1
-
-
-def test_throttling_gives_up_the_poll_when_the_wait_does_not_fit(
+def test_throttling_is_never_retried_and_pushes_polls_back_doubling(
     aqm_sim, setup_factory, daemons
 ) -> None:
+    """Issue 13 acceptance 4: one request per throttled poll, growing gaps, then normal cadence.
+
+    interval 1 s, rate_limit_delay 0.5 s, max_interval 4 s: the gaps after throttled polls are
+    1.5, 2, 3, 4 s. The simulator's penalty (2.5 s) restarts with every request inside it, so
+    it lifts only once a gap outgrows it: a client retrying inside the poll never gets out.
+    """
     setup = setup_factory(aqm=aqm_sim)
-    setup.write(retry={"rate_limit_delay": 3.0}, collectors={"amazon_aqm": {"interval": 1}})
+    setup.write(retry={"rate_limit_delay": 0.5}, backoff={"failure_threshold": 100})
     daemon = daemons(setup)
     wait_for(lambda: setup.row_count() > 0)
-    aqm_sim.faults.set_sticky("too_many_requests")
-    start = len(aqm_sim.faults.arrivals)
-    time.sleep(6.5)
-    aqm_sim.faults.set_sticky(None)
-    # Polling every second without backing off would have made ~6 requests; 3 s pushes allow ~3.
-    throttled = len(aqm_sim.faults.arrivals) - start
-    assert 1 <= throttled <= 3, throttled
-    assert all(g >= 2.9 for g in _arrival_gaps(aqm_sim, start)[: throttled - 1])
-    assert "throttled by the source; next poll in 3 s" in setup.log_text()
+    start = len(aqm_sim.graphql_requests)
+    aqm_sim.throttle(2.5)
     wait_for(
-        lambda: (
-            setup.query("SELECT outcome FROM polls ORDER BY started_at DESC LIMIT 1") == [("ok",)]
-        ),
-        timeout=8,
+        lambda: [o for _, o in aqm_sim.graphql_requests[start:]][-3:] == ["ok"] * 3,
+        timeout=20,
     )
     assert daemon.stop() == 0
+    log = aqm_sim.graphql_requests[start:]
+    outcomes = [o for _, o in log]
+    throttled = outcomes.count("throttled")
+    assert throttled >= 3, outcomes
+    assert outcomes[:throttled] == ["throttled"] * throttled, outcomes  # then never again
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(log)]
+    after_throttle = gaps[:throttled]
+    assert after_throttle == sorted(after_throttle), after_throttle  # they grow
+    assert 1.3 <= after_throttle[0] <= 2.0, after_throttle  # interval + 0.5
+    assert after_throttle[1] >= 1.8 and after_throttle[-1] >= 2.5, after_throttle
+    assert max(gaps) <= 4.6, gaps  # capped at backoff.max_interval
+    assert all(g < 1.6 for g in gaps[throttled + 1 :]), gaps  # normal cadence again
+    # One request per throttled poll: every throttled answer ended its poll after 1 attempt.
+    rows = setup.query("SELECT attempts FROM polls WHERE outcome = 'rate_limited'")
+    assert len(rows) == throttled and all(a == 1 for (a,) in rows), rows
+    assert "throttled by the source; next poll in" in setup.log_text()
+
+
+def test_status_says_throttled_by_amazon_until(aqm_sim, setup_factory, daemons) -> None:
+    setup = setup_factory(aqm=aqm_sim)
+    setup.write(retry={"rate_limit_delay": 30}, backoff={"max_interval": 60})
+    daemons(setup)
+    wait_for(lambda: setup.row_count() > 0)
+    aqm_sim.throttle(30)
+    wait_for(lambda: "throttled by Amazon until" in setup.cli("status").stdout, timeout=10)
+    line = next(x for x in setup.cli("status").stdout.splitlines() if "throttled by" in x)
+    assert re.search(r"throttled by Amazon until \d\d:\d\d$", line), line
 
 
 def test_long_run_with_random_faults_on_both_sources_loses_nothing(

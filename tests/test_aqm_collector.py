@@ -12,8 +12,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from homepoll.collectors import amazon_aqm
-from homepoll.collectors.amazon_aqm import AmazonAqmCollector, Monitor
+from homepoll.collectors.amazon_aqm import AmazonAqmCollector, Monitor, answers, parse
 from homepoll.config import AmazonAqmSettings
 from homepoll.cookies import save_cookie_file
 from homepoll.errors import (
@@ -329,13 +328,13 @@ def test_alert_metadata(sim, cookie_file) -> None:
     collector = AmazonAqmCollector(_settings(sim, cookie_file))
     assert collector.name == "amazon_aqm"
     assert collector.alert_file == "ALERT_TOKEN_REFRESH_NEEDED.txt"
-    assert "https://alexa.amazon.co.uk" in collector.alert_remedy
-    assert "homepoll amazon-cookies" in collector.alert_remedy
+    assert "run `homepoll amazon-login`" in collector.alert_remedy.lower()
+    assert "homepoll amazon-cookies" in collector.alert_remedy  # the fallback stays
     asyncio.run(collector.aclose())  # never opened: a no-op
 
 
 def test_oversized_answer_is_permanent(sim, cookie_file, monkeypatch) -> None:
-    monkeypatch.setattr(amazon_aqm, "MAX_RESPONSE_BYTES", 2_000)  # the state answer is ~5 kB
+    monkeypatch.setattr(answers, "MAX_RESPONSE_BYTES", 2_000)  # the state answer is ~5 kB
     with pytest.raises(PermanentError, match="larger than"):
         collect_once(sim, cookie_file)
 
@@ -377,7 +376,7 @@ JAR = {"csrf": "csrf-secret-1234", "session-id": "sid-secret-5678"}
 def test_failure_table(status, body, headers, expected) -> None:
     response = httpx.Response(status, text=body, headers=headers)
     with pytest.raises(CollectorError) as excinfo:
-        amazon_aqm._classify(response, body.encode(), JAR)
+        answers.classify(response, body.encode(), JAR.values())
     assert type(excinfo.value) is expected
     message = str(excinfo.value)
     assert "secret" not in message and len(message) <= 250
@@ -387,8 +386,8 @@ def test_failure_table(status, body, headers, expected) -> None:
 
 def test_graphql_errors_next_to_data_are_tolerated() -> None:
     body = '{"data": {"listEndpoints": {"endpoints": []}}, "errors": [{"message": "partial"}]}'
-    answer = amazon_aqm._classify(httpx.Response(200, text=body), body.encode(), JAR)
-    assert amazon_aqm._endpoints(answer) == []
+    answer = answers.classify(httpx.Response(200, text=body), body.encode(), JAR.values())
+    assert parse.endpoints_of(answer) == []
 
 
 def test_mapping_prefers_asset_ids_and_tolerates_gaps() -> None:
@@ -419,7 +418,7 @@ def test_mapping_prefers_asset_ids_and_tolerates_gaps() -> None:
             },
         ],
     }
-    result = amazon_aqm._collector_map([endpoint], {}, poll_ms=123)
+    result = parse.map_state([endpoint], {}, poll_ms=123)
     got = {r.metric: (r.value, r.ts) for r in result.readings}
     assert got == {
         "humidity": (51.0, 123),

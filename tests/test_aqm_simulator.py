@@ -49,7 +49,7 @@ def _headers(sim: AqmApiSimulator, csrf: str | None = None) -> dict[str, str]:
     }
 
 
-DISCOVERY = {"operationName": "getAirQualityMonitors", "variables": {}, "query": DISCOVERY_QUERY}
+DISCOVERY = {"operationName": "getHomepollEndpoints", "variables": {}, "query": DISCOVERY_QUERY}
 
 
 def _state(ids: list[str]) -> dict[str, object]:
@@ -83,7 +83,7 @@ def _values(endpoint: dict) -> dict[str, object]:
 
 def test_discovery_lists_monitors(http, sim) -> None:
     answer = _post(http, sim, DISCOVERY).json()
-    endpoints = answer["data"]["listEndpoints"]["endpoints"]
+    endpoints = answer["data"]["airQualityMonitors"]["endpoints"]
     assert [e["endpointId"] for e in endpoints] == _ids(sim)
     assert endpoints[0]["endpointId"].startswith("amzn1.alexa.endpoint.")
     assert endpoints[1]["friendlyNameObject"]["value"]["text"] == "Air monitor 2 (F)"

@@ -24,9 +24,9 @@ from homepoll.config import (
     load_config,
     secret_problems,
 )
-from homepoll.errors import EX_CONFIG, EX_USAGE, CollectorError, UsageError
+from homepoll.errors import EX_CONFIG, EX_USAGE, UsageError
 from homepoll.hardening import harden_process
-from homepoll.safetext import escape_control, safe_lines
+from homepoll.safetext import escape_control
 from homepoll.timefmt import iso_utc
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -213,56 +213,22 @@ def cmd_hue_pair(args: argparse.Namespace) -> int:
 
 
 def cmd_amazon_cookies(args: argparse.Namespace) -> int:
-    from homepoll.cookies import missing_required, parse_cookie_input, save_cookie_file
+    from homepoll.amazon_cli import UnreadableInput, amazon_cookies
+
+    try:
+        return amazon_cookies(_load(args, require_secrets=False), args.file)
+    except UnreadableInput as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def cmd_amazon_login(args: argparse.Namespace) -> int:
+    from homepoll.amazon_cli import UnreadableInput, amazon_login
 
     config = _load(args, require_secrets=False)
-    source = args.file
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageProblem(
-            f"{source}: cannot read cookies: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
-    try:
-        cookies = parse_cookie_input(text)
-    except ValueError as exc:
-        raise UsageProblem(f"{'standard input' if source == '-' else source}: {exc}") from None
-    missing = missing_required(cookies)
-    save_cookie_file(config.amazon_aqm.cookies_file, cookies)
-    print(f"saved {len(cookies)} cookies to {config.amazon_aqm.cookies_file} (mode 0600)")
-    if missing:
-        print(
-            f"homepoll: the cookies lack {', '.join(missing)}; Amazon will reject them. Export all "
-            f"cookies of alexa.{config.amazon_aqm.domain} while signed in.",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    return asyncio.run(_test_cookies(config))
-
-
-async def _test_cookies(config: Config) -> int:
-    from homepoll.collectors.amazon_aqm import AmazonAqmCollector
-
-    collector = AmazonAqmCollector(config.amazon_aqm)
-    try:
-        monitors = await collector.discover()
-    except CollectorError as exc:
-        print(f"homepoll: Amazon did not accept the cookies: {safe_lines(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        await collector.aclose()
-    if not monitors:
-        print(
-            "homepoll: the cookies work but no air-quality monitor was found on "
-            f"{config.amazon_aqm.domain}; "
-            "check collectors.amazon_aqm.domain (the marketplace of your Amazon account)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    print(f"the cookies work; {len(monitors)} monitor(s) found:")
-    for monitor in monitors:
-        print(f"  {escape_control(monitor.name)}  ({monitor.endpoint_id})")
-    return EXIT_OK
+        return amazon_login(config, args.domain, args.refresh_token, args.debug_html)
+    except UnreadableInput as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -322,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("hue-pair", cmd_hue_pair, "register with a Hue bridge (press its link button)")
     p.add_argument("--bridge", metavar="HOST", help="host or host:port (default: the config's)")
     p.add_argument("--wait", type=float, default=30.0, help=argparse.SUPPRESS)
+    p = add("amazon-login", cmd_amazon_login, "sign in as an Alexa device (or import a token)")
+    p.add_argument("--domain", metavar="D", help="marketplace, e.g. amazon.de (default: config)")
+    p.add_argument("--refresh-token", metavar="FILE|-", help="import a refresh token instead")
+    p.add_argument("--debug-html", metavar="DIR", help="save Amazon's pages (secrets masked)")
     p = add("amazon-cookies", cmd_amazon_cookies, "import Amazon cookies and test them")
     p.add_argument(
         "file", nargs="?", default="-", metavar="FILE|-", help="export file, or - for stdin"

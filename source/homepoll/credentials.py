@@ -44,6 +44,8 @@ def secret_problems(config: Config, collector: str) -> list[str]:
         _key, _source, problem = find_hue_key(config.hue.username_file, config.hue.bridge)
         return [problem] if problem else []
     if collector == "amazon_aqm":
+        if exists(config.amazon_aqm.auth_file):  # the refresh token suffices
+            return []
         _path, problem = find_cookies(config.amazon_aqm.cookies_file)
         return [problem] if problem else []
     return [f"{collector}: unknown collector; expected one of: hue, amazon_aqm"]
@@ -82,7 +84,7 @@ def attach_secrets(config: Config, failed: set[str], require_secrets: bool) -> C
             cookies_file=cookies_file,
             auth_file=located(amazon.auth_file, AMAZON_AUTH_CREDENTIAL),
         )
-        if problem and amazon.enabled:
+        if problem and amazon.enabled and not exists(amazon.auth_file):  # the token suffices
             warnings.append(problem)
     mqtt = config.mqtt
     if require_secrets and mqtt.password_file is not None:
@@ -209,8 +211,7 @@ def warn_about_files(config: Config) -> None:
         log.warning("%s", warning)
     if _mode_has(config.path, 0o002):
         log.warning(
-            "%s is writable by other users, who could change what homepoll runs; "
-            "run: chmod o-w %s",
+            "%s is writable by other users, who could change what homepoll runs; run: chmod o-w %s",
             config.path,
             config.path,
         )

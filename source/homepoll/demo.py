@@ -46,7 +46,7 @@ def demo_settings() -> dict:
             "max_delay": 1.0,
             "jitter": 0.2,
             "attempt_timeout": 1.0,
-            "rate_limit_delay": 3.0,
+            "rate_limit_delay": 1.0,  # a throttled Amazon poll pushes the next one 2.5 s back
             "poll_budget": 0.9,
         },
         "backoff": {"failure_threshold": 3, "max_interval": 6},

@@ -39,9 +39,14 @@ class RateLimitedError(CollectorError):
 
     outcome = "rate_limited"
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, retry_in_poll: bool = True
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        # False: a retry inside this poll would only extend the penalty (Amazon's throttle);
+        # the poll ends and the daemon pushes the next one back instead.
+        self.retry_in_poll = retry_in_poll
 
 
 class AuthError(CollectorError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from homepoll.fsutil import disk_problems, format_size
 from homepoll.model import finite_number
-from homepoll.safetext import redact, safe_lines
+from homepoll.safetext import one_line, redact, safe_lines
 from homepoll.status_file import STATUS_FILE
 from homepoll.timefmt import iso_utc, parse_iso
 
@@ -165,6 +165,12 @@ def _until(value: object, now: datetime) -> str:
     return f"in {duration_text(delta)}" if delta >= 0 else f"overdue by {duration_text(delta)}"
 
 
+def _clock_time(value: object) -> str:
+    """HH:MM in local time (what a person compares with the clock on the wall)."""
+    moment = parse_iso(value)
+    return moment.astimezone().strftime("%H:%M") if moment is not None else "?"
+
+
 def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:
         if mapping.get(key) is not None:
@@ -210,6 +216,10 @@ def format_status(
             )
             if entry.get("last_error"):
                 out.append(f"  {'':<{width}}  last error: {redact(str(entry['last_error']))}")
+            if entry.get("throttled_until"):
+                until = _clock_time(entry["throttled_until"])
+                by = one_line(entry.get("throttled_by") or name, 40)
+                out.append(f"  {'':<{width}}  throttled by {by} until {until}")
         storage = status.get("storage")
         if isinstance(storage, dict) and storage:
             out.append("")

@@ -135,6 +135,8 @@ class CollectorRunner:
         self.outcomes: dict[str, int] = {}
         self.next_poll: float | None = None
         self.watch: PollWatch | None = None  # offline and battery alerts (homepoll.watch)
+        self.throttled_polls = 0  # throttled polls in a row
+        self.throttled_until: float | None = None  # wall time of the pushed-back next poll
         self._background: set[asyncio.Task] = set()
 
     def make_policy(self, retry: RetrySettings) -> RetryPolicy:
@@ -162,6 +164,13 @@ class CollectorRunner:
     def next_poll_plan(self, report: PollReport | None = None) -> NextPoll:
         """When to poll next, decided here only: the cadence, and the source's Retry-After."""
         wait = report.retry_after if report is not None and report.retry_after else 0.0
+        if wait and self.throttled_polls:
+            # Throttled: one interval plus the wait, the wait doubling with each throttled poll
+            # in a row, never further than backoff.max_interval (issue 13).
+            longest = max(self.backoff.max_interval, self.interval)
+            doubled = wait * 2 ** min(self.throttled_polls - 1, 30)
+            wait = min(self.interval + doubled, longest)
+            self.throttled_until = self._wall() + wait
         return NextPoll(self.current_interval(), wait)
 
     async def poll(self, *, store: bool = True) -> PollReport:
@@ -180,6 +189,10 @@ class CollectorRunner:
                 error=redact(str(failed.error)),  # stored, printed, shown: never a secret
                 retry_after=failed.retry_after,
             )
+            if failed.retry_after:
+                self.throttled_polls += 1
+            else:
+                self.throttled_polls, self.throttled_until = 0, None
             await self._record(report, started_wall, store)
             await self._on_failure(report, isinstance(failed.error, AuthError), store)
             return report
@@ -225,6 +238,7 @@ class CollectorRunner:
     async def _on_success(self, report: PollReport, store: bool) -> None:
         recovered = self.consecutive_failures > 0
         self.consecutive_failures = 0
+        self.throttled_polls, self.throttled_until = 0, None
         self.state = "ok"
         self.last_success = self.last_attempt
         self.last_error = None
@@ -271,6 +285,8 @@ class CollectorRunner:
             polls=self.polls,
             outcomes=dict(self.outcomes),
             alert_open=bool(self.alert and self.alert.is_open),
+            throttled_until=iso_or_none(self.throttled_until),
+            throttled_by=getattr(self.collector, "vendor", self.name),
         )
         if self.writer is not None:
             self.status.update_storage(**self.writer.stats())

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
@@ -45,6 +45,11 @@ RETRYABLE: tuple[type[CollectorError], ...] = (TransientError, RateLimitedError)
 """Only these are retried; listed explicitly so ``CancelledError`` can never be retried."""
 
 _MAX_UNEXPECTED_MESSAGE = 200
+
+
+def _retry_in_poll(error: BaseException) -> bool:
+    """Retryable within this poll: transient, or throttled by a source that allows a retry."""
+    return isinstance(error, RETRYABLE) and getattr(error, "retry_in_poll", True)
 
 
 @dataclass
@@ -226,7 +231,7 @@ class RetryPolicy:
             stop=stop_after_attempt(self.settings.max_attempts)
             | stop_before_deadline(deadline, self._clock, state),
             wait=self._wait,
-            retry=retry_if_exception_type(RETRYABLE),
+            retry=retry_if_exception(_retry_in_poll),
             before_sleep=before_sleep,
             reraise=True,
         )
@@ -241,7 +246,7 @@ class RetryPolicy:
     def _log_give_up(
         self, error: CollectorError, state: _PollState, retry_after: float | None
     ) -> None:
-        if not isinstance(error, RETRYABLE):
+        if not _retry_in_poll(error):
             why = "not retryable"
         elif state.out_of_time:
             why = "no time left before the poll deadline"
