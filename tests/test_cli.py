@@ -206,9 +206,18 @@ def test_simulate_serves_both_apis_until_sigterm(tmp_path: Path) -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{hue_port}/api/x/sensors", timeout=2)
         )
         assert body[0]["error"]["type"] == 1
+        # the link button the banner names can be pressed, and hue-pair then pairs
+        press = f"http://127.0.0.1:{hue_port}/_sim/press_button"
+        urllib.request.urlopen(urllib.request.Request(press, method="POST"), timeout=2).close()
+        (tmp_path / "config.yaml").write_text("collectors:\n  hue:\n    transport: http\n")
+        paired = run_cli(
+            "hue-pair", "--bridge", f"127.0.0.1:{hue_port}", "--wait", "5", cwd=tmp_path
+        )
+        assert paired.returncode == 0, paired.stdout + paired.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-        assert f"127.0.0.1:{hue_port}" in proc.stdout.read()
+        banner = proc.stdout.read()
+        assert f"127.0.0.1:{hue_port}" in banner and f"curl -X POST {press}" in banner
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -40,6 +40,10 @@ def run_simulators(hue_port: int, aqm_port: int, faults: str) -> int:
         print(f"  HOMEPOLL_HUE_USERNAME={hue.key}")
         print(f"  cookies: echo '{aqm.cookie_header()}' | homepoll amazon-cookies -")
         print(
+            "Press the simulated link button (pairing open for 30 s), then run hue-pair:\n"
+            f"  curl -X POST http://{hue.address}/_sim/press_button"
+        )
+        print(
             "Fault scripts: POST a script to /_sim/faults on either port. Ctrl-C stops.", flush=True
         )
         stop.wait()
