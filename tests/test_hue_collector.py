@@ -305,7 +305,8 @@ def test_unreachable_and_stale_values_are_skipped_and_counted(sim: HueBridgeSimu
         ("reset", {}, TransientError, "reset"),
         ("empty", {}, TransientError, "closed the connection"),
         ("garbage", {}, TransientError, "non-JSON"),
-        ("redirect_https", {}, PermanentError, "HTTPS"),
+        # transport auto: a bridge that now redirects to HTTPS is asked over HTTPS next
+        ("redirect_https", {}, TransientError, "trying HTTPS"),
     ],
 )
 def test_fault_maps_to_taxonomy(

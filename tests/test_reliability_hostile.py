@@ -20,6 +20,7 @@ import json
 import logging
 import resource
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -32,11 +33,15 @@ import pytest
 
 from homepoll.collectors.amazon_aqm import AmazonAqmCollector
 from homepoll.collectors.hue import HueCollector
+from homepoll.collectors.hue.tls import STATE_FILE
 from homepoll.config import BackoffSettings, RetrySettings, load_config
 from homepoll.poller import CollectorRunner
+from homepoll.simulator.hue_certs import TestCa
 from tests.conftest import Setup
 from tests.reliability_support import count_knob, open_fd_targets, proc_stats, record_figures
 
+NAMES = ("hue", "hue_https", "amazon_aqm")  # hue_https: the same bridge answers over TLS
+BRIDGE_ID = "001788fffe00abcd"
 KINDS = ("hang", "drip", "huge", "nested", "non_utf8", "redirect_loop", "header_flood")
 ATTEMPT_TIMEOUT = 0.25
 DEADLINE = 0.4  # interval 1 s x poll_budget 0.4
@@ -65,13 +70,15 @@ EXPECTED = {
         "header_flood": {"transient"},
     },
 }
+EXPECTED["hue_https"] = EXPECTED["hue"]  # TLS changes nothing about what an answer means
 
 
 class HostileServer:
     """A raw TCP server whose every answer is the chosen kind of trouble."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, tls: ssl.SSLContext | None = None) -> None:
         self.kind = kind
+        self._tls = tls
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.1)
         self._stop = threading.Event()
@@ -122,6 +129,16 @@ class HostileServer:
             thread.start()
 
     def _client_gone(self, conn: socket.socket) -> bool:
+        if isinstance(conn, ssl.SSLSocket):  # no MSG_PEEK on TLS: read (the client sends no more)
+            conn.settimeout(0)
+            try:
+                return conn.recv(1) == b""
+            except (ssl.SSLWantReadError, BlockingIOError):
+                return False
+            except OSError:
+                return True
+            finally:
+                conn.settimeout(None)
         try:
             return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
@@ -158,6 +175,13 @@ class HostileServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
+            if self._tls is not None:
+                raw = conn
+                raw.settimeout(5)
+                conn = self._tls.wrap_socket(raw, server_side=True)
+                with self._lock:
+                    self._open.discard(raw)
+                    self._open.add(conn)
             path = self._read_request(conn)
             if path is None:
                 return
@@ -256,8 +280,16 @@ def settings(tmp_path: Path):
 
 
 def _runner(name: str, config, address: str) -> CollectorRunner:
-    if name == "hue":
-        collector = HueCollector(replace(config.hue, bridge=address))
+    if name == "hue":  # a plain-HTTP bridge
+        collector = HueCollector(replace(config.hue, bridge=address, transport="http"))
+        retry = config.hue.retry
+    elif name == "hue_https":  # a bridge that has worked over HTTPS, its id known
+        data = Path(config.data_dir)
+        (data / STATE_FILE).write_text(
+            json.dumps({"bridges": {address: {"bridge_id": BRIDGE_ID, "https": True}}})
+        )
+        settings = replace(config.hue, bridge=address, ca_file=data / "ca.pem", api="v1")
+        collector = HueCollector(settings, state_dir=data)
         retry = config.hue.retry
     else:
         collector = AmazonAqmCollector(replace(config.amazon_aqm, base_url=f"http://{address}"))
@@ -274,13 +306,25 @@ def _runner(name: str, config, address: str) -> CollectorRunner:
 
 
 @contextlib.contextmanager
-def _servers() -> Iterator[dict[str, HostileServer]]:
+def _servers(tls: ssl.SSLContext) -> Iterator[dict[str, HostileServer]]:
     with contextlib.ExitStack() as stack:
         yield {
-            f"{name}:{kind}": stack.enter_context(HostileServer(kind))
-            for name in ("hue", "amazon_aqm")
+            f"{name}:{kind}": stack.enter_context(
+                HostileServer(kind, tls if name == "hue_https" else None)
+            )
+            for name in NAMES
             for kind in KINDS
         }
+
+
+def _bridge_tls(data: Path) -> ssl.SSLContext:
+    """A bridge certificate (CN = bridge id) from a test root; the root goes to data/ca.pem."""
+    ca = TestCa()
+    (data / "ca.pem").write_text(ca.pem)
+    cert, key = ca.issue(BRIDGE_ID).files(data, "bridge")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 @pytest.fixture
@@ -300,7 +344,7 @@ def test_hostile_servers_end_by_deadline_with_no_thread_or_socket_leak(
     polls = count_knob("HOMEPOLL_HOSTILE_POLLS", 5)
     assert isinstance(settings.hue.retry, RetrySettings)
     results: dict[str, dict[str, object]] = {}
-    with _servers() as servers:
+    with _servers(_bridge_tls(Path(settings.data_dir))) as servers:
         before_fds = open_fd_targets()
         before = proc_stats()
         rss_peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -325,9 +369,12 @@ def test_hostile_servers_end_by_deadline_with_no_thread_or_socket_leak(
             }
 
         async def main() -> None:
-            # One kind at a time, both collectors side by side (as in the daemon).
+            # One kind at a time, both collectors side by side (as in the daemon); then the
+            # Hue bridge over TLS alone (the server's TLS work shares this process's CPU).
             for kind in KINDS:
                 await asyncio.gather(*(drive(name, kind) for name in ("hue", "amazon_aqm")))
+            for kind in KINDS:
+                await drive("hue_https", kind)
 
         # Not asyncio.run(): it would join a worker thread stuck in a read forever, and a
         # stuck thread is exactly what this test must report rather than hang on.

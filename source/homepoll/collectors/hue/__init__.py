@@ -16,18 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from homepoll.collectors.hue.devices import SOURCE, Parsed
+from homepoll.collectors.hue.link import BridgeLink
 from homepoll.collectors.hue.pairing import PAIR_WINDOW, pair
+from homepoll.collectors.hue.tls import BridgeMemoryFile
 from homepoll.collectors.hue.transport import (
     Answer,
     BridgeHttp,
+    NoTls,
+    TlsRefused,
     check_status,
     hue_error,
     raise_hue_error,
 )
 from homepoll.collectors.hue.v1 import parse_sensors, parse_v1
+from homepoll.collectors.hue.v2 import parse_v2
 from homepoll.config import HueSettings
-from homepoll.errors import AuthError, PermanentError, TransientError
+from homepoll.errors import AuthError, PermanentError, PollTimeout, TransientError
 from homepoll.model import CollectResult
+from homepoll.safetext import one_line
 
 __all__ = ["PAIR_WINDOW", "SOURCE", "HueCollector", "pair", "parse_sensors"]
 
@@ -57,7 +63,9 @@ def json_of(answer: Answer, bridge: str) -> Any:
 
 
 class HueCollector:
-    """Reads every sensor with one request per attempt (v1), over one kept connection."""
+    """Reads every sensor with one request per attempt (v1 or CLIP v2) over one kept
+    connection: HTTPS verified against the Hue root CA and the bridge id where the bridge
+    has it (see ``link``)."""
 
     name = "hue"
     alert_file = "ALERT_HUE_AUTH_NEEDED.txt"
@@ -72,9 +80,14 @@ class HueCollector:
     ) -> None:
         self._settings = settings
         self._clock = clock
-        self._state_dir = state_dir
         self.alert_remedy = ALERT_REMEDY.format(bridge=settings.bridge)
-        self._http: BridgeHttp | None = None
+        self.link = BridgeLink(
+            settings.bridge,
+            transport=settings.transport,
+            ca_file=settings.ca_file,
+            memory=BridgeMemoryFile.load(state_dir),
+            keepalive=max(90.0, settings.interval * 2),
+        )
         self._warned_filters: set[str] = set()
         self._skipping: frozenset[str] | None = None
 
@@ -90,15 +103,36 @@ class HueCollector:
                 "the Hue key contains characters that cannot be sent (spaces, slashes or "
                 "control characters): check the key file, or pair again with homepoll hue-pair"
             )
-        bridge = self._settings.bridge
-        http = self._connection()
-        answer = await http.request("GET", f"/api/{key}/sensors", timeout=timeout, secret=key)
-        check_status(answer, bridge, key)
-        data = json_of(answer, bridge)
-        error = hue_error(data)
-        if error is not None:
-            raise_hue_error(error, bridge, key)
-        parsed = parse_v1(
+        deadline = time.monotonic() + timeout
+        http = await self.link.connection(timeout)
+        left = deadline - time.monotonic()
+        try:
+            if await self._use_v2(http, key, left):
+                data = await self._get(http, "/clip/v2/resource", key, deadline, v2=True)
+                parse = parse_v2
+            else:
+                data = await self._get(http, f"/api/{key}/sensors", key, deadline)
+                parse = parse_v1
+        except PollTimeout:  # the whole attempt's time, not what was left for the request
+            raise PollTimeout(
+                f"bridge {self._settings.bridge} did not answer within {timeout:.2g} s"
+            ) from None
+        except TlsRefused as exc:
+            await self.link.forget_connection()
+            raise self.link.refused(exc) from None
+        except NoTls as exc:
+            await self.link.forget_connection()
+            if self.link.memory.https or self._settings.transport == "https":
+                raise self.link.no_https(exc) from None
+            raise
+        except PermanentError as exc:
+            if "redirect to HTTPS" in str(exc) and self._settings.transport == "auto":
+                await self.link.forget_connection()  # the bridge dropped HTTP: try HTTPS
+                raise TransientError(f"{exc}; trying HTTPS") from None
+            raise
+        if http.scheme == "https":
+            await self.link.https_worked()
+        parsed = parse(
             data,
             names=self._settings.names,
             sensors=self._settings.sensors,
@@ -107,12 +141,59 @@ class HueCollector:
         self._report(parsed)
         return parsed.result
 
-    def _connection(self) -> BridgeHttp:
-        if self._http is None:
-            self._http = BridgeHttp(
-                self._settings.bridge, keepalive=max(90.0, self._settings.interval * 2)
+    async def _get(
+        self, http: BridgeHttp, path: str, key: str, deadline: float, *, v2: bool = False
+    ) -> Any:
+        bridge = self._settings.bridge
+        headers = {"hue-application-key": key} if v2 else None
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            raise PollTimeout(f"bridge {bridge}: no time left in this attempt")
+        answer = await http.request("GET", path, timeout=timeout, headers=headers, secret=key)
+        check_status(answer, bridge, key)
+        data = json_of(answer, bridge)
+        error = hue_error(data)
+        if error is not None:
+            raise_hue_error(error, bridge, key)
+        if v2 and isinstance(data, dict) and data.get("errors") and not data.get("data"):
+            raise PermanentError(
+                f"bridge {bridge} answered CLIP v2 errors: {one_line(data['errors'], 200, [key])}"
             )
-        return self._http
+        return data
+
+    async def _use_v2(self, http: BridgeHttp, key: str, timeout: float) -> bool:
+        """CLIP v2 when configured, or (auto) when the bridge has it; remembered."""
+        api = self._settings.api
+        if http.scheme != "https":
+            if api == "v2":
+                raise PermanentError(
+                    f"CLIP v2 needs HTTPS and bridge {self._settings.bridge} has none here; "
+                    "set collectors.hue.api: v1 (or auto)"
+                )
+            return False
+        if api != "auto":
+            return api == "v2"
+        memory = self.link.memory
+        if memory.v2 is None:
+            answer = await http.request(
+                "GET",
+                "/clip/v2/resource/bridge",
+                timeout=timeout,
+                headers={"hue-application-key": key},
+                secret=key,
+            )
+            if answer.status in (404, 405) or (200 <= answer.status < 300 and answer.json is None):
+                memory.v2 = False
+            else:
+                check_status(answer, self._settings.bridge, key)
+                memory.v2 = isinstance(answer.json, dict) and "data" in answer.json
+            log.info(
+                "bridge %s %s CLIP v2; polling it with %s",
+                self._settings.bridge,
+                "speaks" if memory.v2 else "does not speak",
+                "CLIP v2" if memory.v2 else "the v1 API",
+            )
+        return bool(memory.v2)
 
     def _report(self, parsed: Parsed) -> None:
         """Say once what the user should know: filters matching nothing, a changed skip set."""
@@ -144,6 +225,4 @@ class HueCollector:
 
     async def aclose(self) -> None:
         """Close the kept connection (reload and stop call this)."""
-        http, self._http = self._http, None
-        if http is not None:
-            await http.aclose()
+        await self.link.aclose()

@@ -24,7 +24,17 @@ def run_hue_pair(config: Config, bridge: str | None, wait: float) -> int:
             shown.append(True)
 
     try:
-        key = asyncio.run(pair(bridge, socket.gethostname(), attempts_for=wait, on_waiting=waiting))
+        key = asyncio.run(
+            pair(
+                bridge,
+                socket.gethostname(),
+                transport=config.hue.transport,
+                ca_file=config.hue.ca_file,
+                data_dir=config.data_dir,
+                attempts_for=wait,
+                on_waiting=waiting,
+            )
+        )
     except CollectorError as exc:
         print(f"homepoll: pairing failed: {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from homepoll.collectors.hue.transport import (
     BridgeHttp,
@@ -67,10 +69,31 @@ async def pair_with(
         await sleep(interval)
 
 
-async def pair(bridge: str, hostname: str, **options: object) -> str:
-    """``pair_with`` over a plain-HTTP connection of its own (closed afterwards)."""
-    http = BridgeHttp(bridge)
+async def pair(
+    bridge: str,
+    hostname: str,
+    *,
+    transport: str = "auto",
+    ca_file: Path | None = None,
+    data_dir: Path | None = None,
+    timeout: float = 5.0,
+    **options: Any,
+) -> str:
+    """Pair over the same link a poll would use: HTTPS verified where the bridge has it (the
+    POST goes to ``https://.../api`` directly; a followed redirect would turn it into a GET),
+    plain HTTP only for a bridge without HTTPS. What was learned is remembered in
+    ``data_dir``."""
+    from homepoll.collectors.hue.link import BridgeLink
+    from homepoll.collectors.hue.tls import BridgeMemoryFile
+
+    link = BridgeLink(
+        bridge, transport=transport, ca_file=ca_file, memory=BridgeMemoryFile.load(data_dir)
+    )
     try:
-        return await pair_with(http, hostname, **options)  # type: ignore[arg-type]
+        http = await link.connection(timeout)
+        key = await pair_with(http, hostname, timeout=timeout, **options)
+        if link.https:
+            await link.https_worked()
+        return key
     finally:
-        await http.aclose()
+        await link.aclose()

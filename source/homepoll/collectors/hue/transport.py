@@ -211,10 +211,8 @@ class BridgeHttp:
                     raw = await _read_capped(response, bridge)
                 finally:
                     await response.aclose()
-        except TimeoutError:
-            raise PollTimeout(f"bridge {bridge} did not answer within {timeout:g} s") from None
-        except httpx.TimeoutException:
-            raise PollTimeout(f"bridge {bridge} did not answer within {timeout:g} s") from None
+        except (TimeoutError, httpx.TimeoutException):
+            raise PollTimeout(f"bridge {bridge} did not answer within {timeout:.2g} s") from None
         except CollectorError:
             raise
         except httpx.ConnectError as exc:
