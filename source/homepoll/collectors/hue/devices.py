@@ -72,6 +72,30 @@ def lux(lightlevel: float) -> float | None:
         return None
 
 
+def convert(metric: str, raw: Any, scale: float = 1) -> float | None:
+    """A raw state value in the metric's unit: presence as 1/0, light level as lux."""
+    if metric == "presence":
+        return (1.0 if raw else 0.0) if isinstance(raw, bool) else None
+    value = number(raw)
+    if value is None:
+        return None
+    if metric == "light_level":
+        return lux(value)
+    return round(value * scale, 4) if scale != 1 else value
+
+
+def timed_value(
+    metric: str, unit: str, raw: Any, value: float | None, ts: int | None, keys: tuple[str, ...]
+) -> Value:
+    """A measurement, or why it is skipped: no value (null), out of range, never updated."""
+    why = None
+    if value is None:
+        why = NO_VALUE if raw is None else OUT_OF_RANGE
+    elif ts is None:
+        why = NEVER_UPDATED
+    return Value(metric, unit, ts, value, why, keys)
+
+
 def emit(
     devices: list[Device],
     *,

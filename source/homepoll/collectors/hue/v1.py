@@ -13,16 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from homepoll.collectors.hue.devices import (
-    NEVER_UPDATED,
-    NO_VALUE,
-    OUT_OF_RANGE,
     UNREACHABLE,
     Device,
     Parsed,
     Value,
+    convert,
     emit,
-    lux,
     number,
+    timed_value,
 )
 from homepoll.errors import PermanentError
 from homepoll.model import CollectResult
@@ -62,32 +60,16 @@ def _sort_key(rid: Any) -> tuple[int, str]:
     return (int(rid), "") if rid.isdecimal() else (1 << 62, rid)
 
 
-def _convert(metric: str, raw: Any, scale: float) -> float | None:
-    if metric == "presence":
-        return (1.0 if raw else 0.0) if isinstance(raw, bool) else None
-    value = number(raw)
-    if value is None:
-        return None
-    if metric == "light_level":
-        return lux(value)
-    return round(value * scale, 4) if scale != 1 else value
-
-
 def _timed_value(kind: str, state: dict[str, Any], keys: tuple[str, ...]) -> Value:
     metric, unit, field_name, scale = MAPPED[kind]
     raw = state.get(field_name)
     if raw is None and metric == "light_level" and number(state.get("lux")) is not None:
-        # deCONZ may give only lux on some light sensors
-        value = number(state.get("lux"))
+        raw = state.get("lux")  # deCONZ may give only lux on some light sensors
+        value = number(raw)
     else:
-        value = _convert(metric, raw, scale)
+        value = convert(metric, raw, scale)
     ts = parse_lastupdated(state.get("lastupdated"))
-    why = None
-    if value is None:
-        why = NO_VALUE if raw is None else OUT_OF_RANGE
-    elif ts is None:
-        why = NEVER_UPDATED
-    return Value(metric, unit, ts, value, why, keys)
+    return timed_value(metric, unit, raw, value, ts, keys)
 
 
 def parse_v1(

@@ -24,14 +24,14 @@ from typing import Any
 from homepoll.collectors.hue.devices import (
     NEVER_UPDATED,
     NO_VALUE,
-    OUT_OF_RANGE,
     UNREACHABLE,
     Device,
     Parsed,
     Value,
+    convert,
     emit,
-    lux,
     number,
+    timed_value,
 )
 from homepoll.errors import PermanentError
 from homepoll.timefmt import parse_iso
@@ -62,22 +62,11 @@ def _value(rtype: str, resource: dict[str, Any], keys: tuple[str, ...]) -> Value
     body = resource.get(section)
     body = body if isinstance(body, dict) else {}
     report = body.get(f"{field_name}_report")
-    raw = report.get(field_name) if isinstance(report, dict) else None
-    if metric == "presence":
-        value = (1.0 if raw else 0.0) if isinstance(raw, bool) else None
-    else:
-        value = number(raw)
-        if value is not None and metric == "light_level":
-            value = lux(value)
-    ts = _changed_ms(report)
-    why = None
-    if not isinstance(report, dict):
+    if not isinstance(report, dict):  # never reported, or reported as not valid
         why = NEVER_UPDATED if body.get(f"{field_name}_valid", True) else NO_VALUE
-    elif value is None:
-        why = NO_VALUE if raw is None else OUT_OF_RANGE
-    elif ts is None:
-        why = NEVER_UPDATED
-    return Value(metric, unit, ts, value, why, keys)
+        return Value(metric, unit, None, None, why, keys)
+    raw = report.get(field_name)
+    return timed_value(metric, unit, raw, convert(metric, raw), _changed_ms(report), keys)
 
 
 def parse_v2(
