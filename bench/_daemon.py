@@ -131,8 +131,12 @@ def make_workdir(
     aqm_interval: float | None = None,
     commit_interval: float = 0,
     root: Path | None = None,
+    web: str | None = None,
 ) -> Path:
-    """A temporary folder with config.yaml, data/, the Hue key and the Amazon cookies."""
+    """A temporary folder with config.yaml, data/, the Hue key and the Amazon cookies.
+
+    ``web``: the web face's listen address; None switches it off (figures side by side would
+    fight over its one default port, and bench/_web.py measures it on and off apart)."""
     folder = Path(tempfile.mkdtemp(prefix="hpbench-", dir=root))
     data = folder / "data"
     data.mkdir()
@@ -152,6 +156,7 @@ def make_workdir(
         "data_dir: data\n"
         "log: {level: INFO}\n"
         f"storage: {{commit_interval: {commit_interval}}}\n"
+        f"web: {{enabled: {'true' if web else 'false'}, listen: '{web or '127.0.0.1:8321'}'}}\n"
         f"collectors:\n{hue}\n{aqm}\n"
     )
     config.chmod(0o600)
@@ -189,6 +194,7 @@ class Daemon:
         seed=None,
         command: list[str] | None = None,
         runtime_dir: bool = False,
+        web: str | None = None,
     ) -> None:
         """``runtime_dir``: run as the systemd unit does, with RUNTIME_DIRECTORY on tmpfs
         (/dev/shm), where homepoll keeps status.json behind a data/status.json symlink."""
@@ -198,6 +204,7 @@ class Daemon:
             aqm_interval=aqm_interval,
             commit_interval=commit_interval,
             root=root,
+            web=web,
         )
         self.data = self.dir / "data"
         self.config = self.dir / "config.yaml"

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _flash
 import _measure as m
 import _storage
+import _web
 from _report import build_table, flash_key, render, scale_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -192,6 +193,31 @@ def phase_storage(plan: Plan) -> dict:
     return out
 
 
+def phase_web(plan: Plan) -> dict:
+    """Issue 14: the dashboard on a year of readings (1 y and 24 h views), RSS web on vs off."""
+    log("web face: dashboard on a year of 5-minute readings, RSS on vs off ...")
+    db = _web.year_db(RESULTS / "cache", series=2 if plan.quick else 20, log=log)
+    return {
+        "dashboard": _web.dashboard(db, max(3, plan.runs * 3)),
+        "rss": _web.rss_on_off(plan.warmup + plan.measured, 2 if plan.quick else 20),
+    }
+
+
+def web_lines(web: dict) -> list[str]:
+    rows = [
+        f"  {key:>4} view: {v['seconds'] * 1000:7.1f} ms, {v['bytes'] / 1000:6.1f} kB"
+        f" (bare SQL over the same rows {v['floor_seconds'] * 1000:.1f} ms)"
+        for key, v in web["dashboard"].items()
+    ]
+    rss = web["rss"]
+    rows.append(
+        f"  RSS side by side after {rss['polls']} polls: web off {rss['off_kb'] / 1024:.1f} MB,"
+        f" web on {rss['on_kb'] / 1024:.1f} MB, on after serving pages"
+        f" {rss['on_serving_kb'] / 1024:.1f} MB"
+    )
+    return ["Web face (one page's work; budgets 1 y <= 300 ms and 200 kB, 24 h <= 100 ms):", *rows]
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -228,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_future = pool.submit(phase_idle, plan)
         results["storage"] = phase_storage(plan)
         results["idle"] = idle_future.result()
+    results["web"] = phase_web(plan)
     if long_future is not None:
         if not long_future.done():
             log("waiting for the long RSS run to reach its poll count ...")
@@ -244,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render([["figure", "homepoll", "floor", "budget", "verdict"], *rows]))
     print()
     print(render(results["scale"]))
+    print()
+    print("\n".join(web_lines(results["web"])))
     print()
     missed = [name for name, ok in judged if not ok]
     print(f"{results['mode']} run, {results['elapsed_s']:.0f} s; results in {args.out}")

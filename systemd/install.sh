@@ -36,7 +36,7 @@ rm -rf "$PREFIX/src"
 mv "$PREFIX/src.new" "$PREFIX/src"
 cp "$SRC/README.md" "$PREFIX/README.md"
 [ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
-"$PREFIX/venv/bin/pip" install --quiet --upgrade "$PREFIX/src"
+"$PREFIX/venv/bin/pip" install --quiet --upgrade "$PREFIX/src[web]"  # [web]: the dashboard
 
 # The config: installed once, then it is the user's.
 if [ ! -f "$CONF_DIR/config.yaml" ]; then

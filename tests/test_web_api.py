@@ -107,6 +107,8 @@ def test_api_and_healthz_answer_from_the_database(hue_sim, setup_factory, daemon
 
     status, headers, _ = get(url)
     assert status == 200 and "default-src 'none'" in headers["Content-Security-Policy"]
+    for path in ("", "?range=1y", "metrics", "api/latest", "api/readings?since=1d", "healthz"):
+        assert hue_sim.key.encode() not in get(url + path)[2], path  # never a secret
     assert get(url + "nothing-here")[0] == 404
     with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")))) as sock:
         sock.sendall(b"POST /api/latest HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")

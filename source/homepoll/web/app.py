@@ -15,6 +15,7 @@ from aiohttp import web
 
 from homepoll import __version__, readout
 from homepoll.errors import UsageError
+from homepoll.safetext import one_line
 from homepoll.web import metrics, page
 from homepoll.web.queries import DEFAULT_RANGE, RANGES, chart_series
 from homepoll.web.server import WebServer
@@ -46,7 +47,7 @@ def daemon_state(daemon: Daemon) -> dict[str, Any]:
                 "name": runner.name,
                 "state": runner.state,
                 "last_success": runner.last_success,
-                "last_error": runner.last_error,
+                "last_error": one_line(runner.last_error, 300) if runner.last_error else None,
                 "consecutive_failures": runner.consecutive_failures,
                 "outcomes": dict(runner.outcomes),
                 "retries": getattr(runner, "retries", 0),

@@ -31,8 +31,9 @@ MAX_CONNECTIONS = 64
 """Open connections at most; more are closed at once (each costs a few kilobytes)."""
 MAX_BUSY = 4
 """Requests being answered at once; more get 503 (queries are the costly part)."""
-STOP_TIMEOUT = 2.0
-"""Seconds given to requests in flight at shutdown (the daemon's stop budget is 10 s)."""
+STOP_TIMEOUT = 0.5
+"""Seconds given to requests in flight at shutdown: they only read, and the daemon's 10 s
+stop budget belongs to the poll in flight and the final flush."""
 WORKERS = 2
 
 
@@ -104,7 +105,7 @@ class WebServer:
             self._server.close()
         if self._runner is not None:
             try:
-                await asyncio.wait_for(self._runner.cleanup(), STOP_TIMEOUT + 1.0)
+                await asyncio.wait_for(self._runner.cleanup(), STOP_TIMEOUT * 2)
             except (TimeoutError, Exception):  # never let the web face hold up the stop
                 log.warning("web face: some connections did not close in time")
         self._executor.shutdown(wait=False, cancel_futures=True)
