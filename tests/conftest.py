@@ -160,6 +160,10 @@ class Setup:
             if not k.startswith(("HOMEPOLL_", "NOTIFY_", "WATCHDOG_", "JOURNAL_"))
         }
         env["PYTHONPATH"] = str(SOURCE)
+        # The daemon's spool goes to the user's runtime folder: one per test, not /dev/shm.
+        runtime = self.root / "run"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        env["XDG_RUNTIME_DIR"] = str(runtime)
         env.update(extra)
         return env
 

@@ -62,7 +62,8 @@ def _print_problems(problems: Sequence[str]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from homepoll.credentials import warn_about_files
-    from homepoll.daemon import data_dir_problem, lock_data_dir, run_daemon
+    from homepoll.daemon import data_dir_problem, run_daemon
+    from homepoll.lifecycle import lock_data_dir
     from homepoll.logs import setup_logging
 
     config = _load(args)
@@ -116,15 +117,11 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 async def _once(config: Config, names: list[str], *, store: bool):
     from homepoll.poller import StorageWriter, build_runner
-    from homepoll.status_file import StatusFile, status_file_path
+    from homepoll.status_file import OnceStatus, status_file_path
     from homepoll.storage import Storage
 
     writer = StorageWriter(Storage(config.storage.path)) if store else None
-    status = (
-        StatusFile(status_file_path(config.data_dir), keep_existing=True, keep_owner=True)
-        if store
-        else None
-    )
+    status = OnceStatus(status_file_path(config.data_dir)) if store else None
     reports = []
     try:
         if writer is not None:

@@ -8,8 +8,6 @@ thread and every network call is asyncio, so a slow disk or bridge never stalls 
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import logging
 import os
 import signal
@@ -22,15 +20,14 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_J
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from homepoll import __version__, notify, web
+from homepoll import __version__, lifecycle, notify, web
 from homepoll import mqtt as mqtt_feature
 from homepoll.collectors.base import build_collector, enabled_collectors
 from homepoll.config import Config, ConfigError, load_config
 from homepoll.hardening import warn_if_open_to_others
 from homepoll.logs import setup_logging
 from homepoll.poller import CollectorRunner, NextPoll, StorageWriter, build_runner
-from homepoll.status_file import StatusFile, place_status_file
-from homepoll.storage import Storage
+from homepoll.status_file import RUNNING, STOPPED, StatusFile, place_status_file
 
 log = logging.getLogger("homepoll.daemon")
 
@@ -112,6 +109,7 @@ class Daemon:
         self._clock_watch = ClockWatch()
         self._mqtt = None  # homepoll.mqtt.service.MqttService when mqtt.enabled
         self._web = None  # homepoll.web.server.WebServer while the web face runs
+        self._exit_code = 0
 
     @property
     def writer(self) -> StorageWriter | None:
@@ -137,10 +135,15 @@ class Daemon:
         warn_if_open_to_others(self.config.data_dir)
         status_path = place_status_file(self.config.data_dir, os.environ.get("RUNTIME_DIRECTORY"))
         self._status = StatusFile(status_path, pid=os.getpid(), version=__version__)
-        self._writer = StorageWriter(
-            Storage(self.config.storage.path, commit_interval=self.config.storage.commit_interval)
-        )
+        self._writer = StorageWriter(lifecycle.open_storage(self.config))
         await self._writer.open()
+        self._status.update_extra(
+            state=RUNNING,
+            previous_exit=lifecycle.report_previous_run(
+                self._writer.storage.recovered, self.config.storage.commit_interval
+            ),
+        )
+        self._status.update_storage(**self._writer.stats())
         self._mqtt = await mqtt_feature.start(self.config)  # before the first poll
         self._web = await web.start(self)  # its imports, too, before polls have a cadence
         self._clock_watch.check()  # start from the clock as it is now
@@ -170,7 +173,7 @@ class Daemon:
         self._watchdog = asyncio.create_task(self._watchdog_loop())
         await self._stop.wait()
         await self._shutdown()
-        return 0
+        return self._exit_code
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -203,17 +206,24 @@ class Daemon:
                 await runner.collector.aclose()
             except Exception:
                 log.exception("%s: closing the collector failed", runner.name)
-        result = await self._writer.flush()
-        if result.error:
-            log.error(
-                "stopping with %d reading(s) that could not be written: %s",
-                result.queued,
-                result.error,
-            )
+        lost = await self._writer.close()
         if self._mqtt is not None:
             await self._mqtt.stop()
-        await self._writer.close()
-        log.info("stopped cleanly")
+        assert self._status is not None
+        for name in self.runners:
+            self._status.update_collector(name, next_poll=None)
+        self._status.update_storage(**self._writer.stats())
+        self._status.update_extra(state=STOPPED, stopped_at=datetime.now(UTC))
+        await asyncio.to_thread(self._status.write)
+        if lost:
+            log.error("stopped; %d readings were not saved (see above)", lost)
+            self._exit_code = 1
+        else:
+            lifecycle.mark_clean_stop()
+            kept = self._writer.storage.queued
+            log.info(
+                "stopped" + (f"; {kept} readings kept for the next start" if kept else " cleanly")
+            )
 
     @property
     def mqtt_status(self):
@@ -311,8 +321,8 @@ class Daemon:
 
     def _notify_status(self) -> None:
         parts = [f"{r.name} {r.state}" for r in self.runners.values()]
-        stored = sum(r.readings_stored for r in self.runners.values())
-        notify.notify(f"STATUS={', '.join(parts)}; {stored} readings stored since start")
+        assert self._writer is not None
+        notify.notify(f"STATUS={lifecycle.systemd_status(parts, self._writer.storage)}")
 
     def _on_scheduler_event(self, event) -> None:
         if event.code == EVENT_JOB_ERROR:
@@ -324,13 +334,15 @@ class Daemon:
 
     def _add_prune_job(self) -> None:
         assert self._scheduler is not None
+        # Test switch: the clock-jump test cannot wait 6 h for a prune.
+        every = float(os.environ.get("HOMEPOLL_TEST_PRUNE_EVERY") or 0) or PRUNE_EVERY
         self._scheduler.add_job(
             self._prune_job,
-            trigger=IntervalTrigger(seconds=PRUNE_EVERY, timezone=UTC),
+            trigger=IntervalTrigger(seconds=every, timezone=UTC),
             id="prune",
             max_instances=1,
             coalesce=True,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=60),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=min(60.0, every)),
         )
 
     async def _prune_job(self) -> None:
@@ -441,29 +453,3 @@ def data_dir_problem(path: Path) -> str | None:
     if not os.access(path, os.W_OK):
         return f"data_dir: {path} is not writable by this user"
     return None
-
-
-def lock_data_dir(path: Path) -> int | None:
-    """Hold an exclusive lock on ``<data_dir>/homepoll.lock`` for the life of the process.
-
-    Two daemons on one data folder would poll twice and overwrite each other's status.json.
-    Returns the open descriptor (keep it open), or None when another process holds the lock.
-    The kernel releases the lock when the process dies, however it dies.
-    """
-    lock = path / "homepoll.lock"
-    try:  # O_NOFOLLOW: a link planted there must not make us truncate its target
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise ConfigError([f"data_dir: cannot open {lock}: {exc.strerror}"]) from None
-        raise ConfigError(
-            [f"data_dir: {lock} is a symbolic link; homepoll writes no file through one: remove it"]
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd

@@ -15,7 +15,7 @@ from typing import Any
 from homepoll.fsutil import disk_problems, format_size
 from homepoll.model import finite_number
 from homepoll.safetext import one_line, redact, safe_lines
-from homepoll.status_file import STATUS_FILE
+from homepoll.status_file import NO_DAEMON, STATUS_FILE, STOPPED
 from homepoll.timefmt import iso_utc, parse_iso
 
 STATES = ("ok", "retrying", "failing", "auth_failed", "disabled")
@@ -90,12 +90,21 @@ def evaluate(
 
     down: list[str] = []
     pid = status.get("pid")
-    if not pid_alive(pid):
-        down.append(f"not running: daemon pid {pid} is not alive")
+    if status.get("state") == NO_DAEMON:
+        down.append(f"not running: no daemon has run with {data_dir} (only `homepoll once`)")
+    elif not pid_alive(pid):
+        if status.get("state") == STOPPED:
+            stopped = parse_iso(status.get("stopped_at"))
+            when = f" {_ago(iso_utc(stopped), now)}" if stopped else ""
+            down.append(f"not running: stopped cleanly{when} (pid {pid})")
+        else:
+            down.append(f"not running: daemon pid {pid} is not alive (it did not stop cleanly)")
 
     collectors = _collectors(status)
     updated = parse_iso(status.get("updated_at"))
-    if updated is None:
+    if status.get("state") in (STOPPED, NO_DAEMON):
+        pass  # nothing is scheduled: the age of the file says nothing
+    elif updated is None:
         down.append("stale: status file has no valid updated_at")
     else:
         next_polls = [t for t in (parse_iso(c.get("next_poll")) for c in collectors.values()) if t]
@@ -171,6 +180,39 @@ def _clock_time(value: object) -> str:
     return moment.astimezone().strftime("%H:%M") if moment is not None else "?"
 
 
+def _life_cycle_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
+    """How the previous run ended (until the next clean start), what `once` did last."""
+    out = []
+    previous = status.get("previous_exit")
+    if isinstance(previous, dict) and previous.get("message"):
+        out.append(f"previous run: {previous['message']}")
+    once = status.get("last_once")
+    if isinstance(once, dict):
+        results = once.get("collectors") if isinstance(once.get("collectors"), dict) else {}
+        done = [
+            f"{name} {entry.get('state', '?')}, {entry.get('readings_stored', 0)} readings stored"
+            + (f" ({entry['last_error']})" if entry.get("last_error") else "")
+            for name, entry in sorted(results.items())
+            if isinstance(entry, dict)
+        ]
+        out.append(f"last `homepoll once` {_ago(once.get('at'), now)}: {'; '.join(done) or '-'}")
+    return out
+
+
+def _storage_line(storage: Mapping[str, Any]) -> str:
+    """ "Storage: 120 stored since start, 23 waiting for the next commit at 14:05, 0 dropped"."""
+    parts = []
+    if storage.get("stored") is not None:
+        parts.append(f"{storage['stored']} stored since start")
+    waiting = f"{storage.get('queued', 0)} waiting for the next commit"
+    if storage.get("next_commit") and (finite_number(storage.get("queued")) or 0) > 0:
+        waiting += f" at {_clock_time(storage['next_commit'])}"
+    parts += [waiting, f"{storage.get('dropped', 0)} dropped"]
+    if storage.get("last_error"):
+        parts.append(f"last error: {redact(str(storage['last_error']))}")
+    return "Storage: " + ", ".join(parts)
+
+
 def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:
         if mapping.get(key) is not None:
@@ -220,17 +262,11 @@ def format_status(
                 until = _clock_time(entry["throttled_until"])
                 by = one_line(entry.get("throttled_by") or name, 40)
                 out.append(f"  {'':<{width}}  throttled by {by} until {until}")
+        out += _life_cycle_lines(status, now)
         storage = status.get("storage")
         if isinstance(storage, dict) and storage:
             out.append("")
-            out.append(
-                f"Storage: {storage.get('queued', 0)} queued, {storage.get('dropped', 0)} dropped"
-                + (
-                    f", last error: {redact(str(storage['last_error']))}"
-                    if storage.get("last_error")
-                    else ""
-                )
-            )
+            out.append(_storage_line(storage))
 
         if isinstance(status.get("mqtt"), dict):
             from homepoll.mqtt.status import describe

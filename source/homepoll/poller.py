@@ -53,18 +53,24 @@ class StorageWriter:
     async def prune(self, retention_days: float) -> int:
         return await self._call(self.storage.prune, retention_days, int(time.time() * 1000))
 
-    async def close(self) -> None:
+    async def close(self) -> int:
+        """Flush and close; the number of readings not saved anywhere (see Storage.close)."""
         try:
-            await self._call(self.storage.close)
+            return await self._call(self.storage.close)
         finally:
             self._executor.shutdown(wait=True)
 
     def stats(self) -> dict[str, Any]:
+        """status.json's storage entry: what is stored, what waits for the next commit."""
+        storage = self.storage
         return {
-            "path": str(self.storage.path),
-            "queued": self.storage.queued,
-            "dropped": self.storage.dropped,
-            "last_error": self.storage.last_error,
+            "path": str(storage.path),
+            "stored": sum(storage.stored_by.values()),
+            "queued": storage.queued,
+            "next_commit": iso_or_none(storage.next_commit()),
+            "spool": None if storage.spool_path is None else str(storage.spool_path),
+            "dropped": storage.dropped,
+            "last_error": storage.last_error,
         }
 
 
@@ -233,7 +239,8 @@ class CollectorRunner:
             log.exception("%s: storing the poll failed unexpectedly", self.name)
             return
         report.stored = result.stored
-        self.readings_stored += result.stored
+        # A commit may carry other collectors' polls too: storage counts per collector.
+        self.readings_stored = self.writer.storage.stored_by.get(self.name, 0)
 
     async def _on_success(self, report: PollReport, store: bool) -> None:
         recovered = self.consecutive_failures > 0

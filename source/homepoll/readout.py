@@ -273,10 +273,17 @@ def readings_export(
 def print_readings(config: Config, args: argparse.Namespace) -> int:
     """`homepoll readings`: the rows since --since, filtered, in the chosen format."""
     from homepoll.storage import query_readings
+    from homepoll.storage.waiting import spool_of
 
     since = parse_since(args.since, time.time())
     check_filters(config.storage.path, args.sensor, args.metric)
-    rows = query_readings(config.storage.path, since, sensor=args.sensor, metric=args.metric)
+    rows = query_readings(
+        config.storage.path,
+        since,
+        sensor=args.sensor,
+        metric=args.metric,
+        waiting=spool_of(config.data_dir),  # fetched, waiting for the next commit
+    )
     if not rows and args.format == "table":
         print(f"no readings since {table_time(since, args.utc)} ({zone_name(args.utc)})")
         return 0

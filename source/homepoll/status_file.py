@@ -26,6 +26,11 @@ from homepoll.timefmt import iso_utc
 
 STATUS_FILE = "status.json"
 
+# Top-level "state": the daemon is running (or died without saying so: its pid is gone),
+# stopped cleanly, or never ran here (only `homepoll once` wrote the file).
+RUNNING, STOPPED, NO_DAEMON = "running", "stopped", "no daemon"
+_EXTRA_KEYS = ("state", "stopped_at", "previous_exit", "last_once")
+
 log = logging.getLogger("homepoll.status_file")
 
 
@@ -51,6 +56,8 @@ class StatusFile:
     `homepoll once --collector hue` updates hue's entry and preserves the others.
     ``keep_owner`` additionally keeps that file's ``pid`` and ``started_at``: a one-shot
     command must not make a running daemon look dead (its pid would be gone a moment later).
+    ``extra`` holds the daemon's life cycle (``state``, ``stopped_at``, ``previous_exit``)
+    and what `homepoll once` did last (``last_once``); ``keep_existing`` keeps it too.
     """
 
     def __init__(
@@ -72,10 +79,18 @@ class StatusFile:
         self.collectors: dict[str, dict[str, Any]] = {}
         self.storage: dict[str, Any] = {}
         self.sections: dict[str, dict[str, Any]] = {}  # optional features' own entries (mqtt)
+        self.extra: dict[str, Any] = {}
         self.updated_at: str | None = None
+        self.existing: dict[str, Any] = {}
         if keep_existing or keep_owner:
-            existing = read_status(self.path) or {}
+            existing = self.existing = read_status(self.path) or {}
             if keep_existing:
+                self.extra = {k: existing[k] for k in _EXTRA_KEYS if k in existing}
+                self.sections = {
+                    k: v
+                    for k, v in existing.items()
+                    if isinstance(v, dict) and k not in (*_EXTRA_KEYS, "collectors", "storage")
+                }
                 collectors = existing.get("collectors")
                 if isinstance(collectors, dict):
                     self.collectors = {
@@ -103,9 +118,14 @@ class StatusFile:
         """Replace a feature's top-level entry (``mqtt``: broker link, backlog)."""
         self.sections[name] = {k: _jsonable(v) for k, v in fields.items()}
 
+    def update_extra(self, **fields: Any) -> None:
+        """Set top-level fields (``state``, ``stopped_at``, ``previous_exit``, ``last_once``)."""
+        self.extra.update({k: _jsonable(v) for k, v in fields.items()})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.sections,
+            **self.extra,
             "pid": self.pid,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
@@ -129,6 +149,44 @@ class StatusFile:
             log.warning("cannot write %s: %s", self.path, exc)
             return False
         return True
+
+
+class OnceStatus(StatusFile):
+    """status.json as `homepoll once` updates it: what it did goes to ``last_once``.
+
+    A daemon's entries (running, stopped or dead) are its history: a one-shot poll must not
+    reset them (a fresh runner knows no last success) nor make the file read like a crash.
+    Only where no daemon ever wrote the file do the collector entries come from `once`.
+    """
+
+    def __init__(self, path: Path, **options: Any) -> None:
+        super().__init__(path, keep_existing=True, keep_owner=True, **options)
+        self._daemon_owned = isinstance(self.existing.get("pid"), int) and (
+            self.existing.get("state") != NO_DAEMON
+        )
+        if not self._daemon_owned:
+            self.pid = None
+            self.extra["state"] = NO_DAEMON
+        self._results: dict[str, dict[str, Any]] = {}
+        self.extra["last_once"] = {"at": self.started_at, "pid": os.getpid(), "collectors": {}}
+
+    def update_collector(self, name: str, **fields: Any) -> dict[str, Any]:
+        entry = self._results.setdefault(name, {})
+        entry.update(
+            {k: _jsonable(v) for k, v in fields.items() if k in _ONCE_FIELDS and v is not None}
+        )
+        self.extra["last_once"]["collectors"] = dict(self._results)
+        if not self._daemon_owned:
+            return super().update_collector(name, **fields)
+        return entry
+
+    def update_storage(self, **fields: Any) -> dict[str, Any]:
+        if not self._daemon_owned:  # the daemon's figures (queue, spool) are not ours
+            return super().update_storage(**fields)
+        return self.storage
+
+
+_ONCE_FIELDS = ("state", "last_attempt", "last_error", "readings_stored")
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

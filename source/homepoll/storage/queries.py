@@ -95,17 +95,24 @@ def query_readings(
     sensor: str | None = None,
     metric: str | None = None,
     limit: int | None = None,
+    waiting: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Readings with ts >= since_ms, oldest first, as readings_view rows.
 
     ``sensor`` matches a name substring (case-insensitive) or an exact device_id; ``limit``
-    keeps the newest that many rows (still returned oldest first).
+    keeps the newest that many rows (still returned oldest first). ``waiting`` is the
+    daemon's spool: its readings, not committed yet, are included (see waiting.py).
     """
+    rows: list[dict[str, Any]] = []
     with read_only(path) as conn:
-        if conn is None:
-            return []
-        sql, args = _readings_sql(since_ms, sensor, metric, limit)
-        return [dict(row) for row in conn.execute(sql, args)]
+        if conn is not None:
+            sql, args = _readings_sql(since_ms, sensor, metric, limit)
+            rows = [dict(row) for row in conn.execute(sql, args)]
+    if waiting is None:
+        return rows
+    from homepoll.storage.waiting import merge_waiting
+
+    return merge_waiting(rows, waiting, since_ms, sensor, metric, limit)
 
 
 def latest_readings(path: Path) -> list[dict[str, Any]]:

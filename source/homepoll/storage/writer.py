@@ -2,7 +2,8 @@
 
 Written for a Raspberry Pi SD card: one transaction per flush (never per reading), WAL with
 synchronous=NORMAL, and a bounded in-memory queue so a failing disk never loses readings
-silently (each drop is counted and the first of an episode logged).
+silently (each drop is counted and the first of an episode logged). With a spool
+(spool.py), what waits for the next commit also survives the death of the process.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from homepoll.config import StorageSettings
 from homepoll.model import Reading
 from homepoll.storage import prune as _prune
 from homepoll.storage.connection import DatabaseFile, is_corrupt, needs_reconnect
+from homepoll.storage.queue import PendingQueue
 from homepoll.storage.rows import Batch, NewestValues, PollRecord, SensorIds, insert_batch
 from homepoll.storage.schema import ROW_COLUMNS, SchemaTooNewError, count_recent, transaction
+from homepoll.storage.spool import Recovered, Spool
 
 log = logging.getLogger("homepoll.storage")
 
@@ -69,25 +72,33 @@ class Storage:
         busy_timeout: float = 5.0,
         merge_interval: float = MERGE_INTERVAL,
         merge_rows: int = MERGE_ROWS,
+        spool: Spool | None = None,
+        commit_first: bool = False,
+        guard_clock: bool = False,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._db = DatabaseFile(path, busy_timeout=busy_timeout, on_connect=self._on_connect)
         self._commit_interval = commit_interval
         self._merge_interval = merge_interval
         self._merge_rows = max(1, merge_rows)
-        self._queue_limit = max(1, queue_limit)
         self._clock = clock
         self._data_version: int | None = None
         self._closed = False
-        self._pending: list[Batch] = []
-        self._queued = 0
-        self._dropped = 0
+        self._queue = PendingQueue(queue_limit)
         self._last_error: str | None = None
-        self._overflowing = False
-        self._episode_dropped = 0
         self._last_commit = clock()
         self._last_merge = clock()
         self._merge_failing = False
         self._recent_rows = 0  # rows in readings_recent, as of the last commit
+        self._spool = spool
+        self._spooled = True  # every pending batch is also in the spool
+        self._commit_first = commit_first  # the first write commits at once
+        self._wall = wall
+        self.recovered = Recovered()
+        self.stored_by: dict[str, int] = {}  # new rows committed since start, per collector
+        self._guard_clock = guard_clock  # prune only by a plausible wall clock (ClockGuard)
+        self._guard: _prune.ClockGuard | None = None
+        self._prune_refused = False  # the last prune was refused (logged once per episode)
         # Only ever hold committed state (see rows.insert_batch).
         self._sensors: SensorIds = {}
         self._newest: NewestValues = {}
@@ -101,35 +112,79 @@ class Storage:
     @property
     def queued(self) -> int:
         """Readings waiting in memory for a successful commit."""
-        return self._queued
+        return self._queue.readings
 
     @property
     def dropped(self) -> int:
         """Readings lost to queue overflow since start (each one also logged)."""
-        return self._dropped
+        return self._queue.dropped
 
     @property
     def last_error(self) -> str | None:
         """The current write problem, None once writes succeed again."""
         return self._last_error
 
+    @property
+    def spool_path(self) -> Path | None:
+        return None if self._spool is None else self._spool.path
+
+    def next_commit(self) -> float | None:
+        """Wall time (unix s) of the next commit of the waiting readings; None if none wait."""
+        if not self._queue:
+            return None
+        due = self._last_commit + self._commit_interval - self._clock()
+        return self._wall() + max(0.0, due)
+
     # ----------------------------------------------------------------- open / close
 
     def open(self) -> None:
-        """Connect and migrate; a corrupt file is moved aside and replaced by a fresh one."""
+        """Connect and migrate (a corrupt file is moved aside and replaced by a fresh one),
+        then write what the previous run left in the spool."""
         self._closed = False
         self._db.open()
-
-    def close(self) -> None:
-        """Flush what is pending (best effort: a failure is logged with what stays unwritten)."""
-        if self._closed:
+        conn = self._db.conn
+        assert conn is not None
+        if self._guard_clock:
+            self._guard = _prune.ClockGuard(_prune.newest_polled_ms(conn), mono=self._clock)
+        if self._spool is None:
             return
-        if self._pending:
+        self.recovered = self._spool.recover()
+        if not self.recovered.batches:
+            return
+        # Killed between a commit and emptying the spool: those poll rows are stored already
+        # (their readings are kept out by the primary keys).
+        done = set(
+            conn.execute(
+                "SELECT collector, started_at FROM polls ORDER BY rowid DESC LIMIT ?",
+                (len(self.recovered.batches) + 100,),
+            )
+        )
+        for batch in self.recovered.batches:
+            if batch.poll is not None and (batch.poll.collector, batch.poll.started_at) in done:
+                batch.poll = None
+            self._queue.add(batch)
+        self.flush()
+
+    def close(self) -> int:
+        """Flush what is pending; return how many readings are neither in the database nor
+        in a file beside it (logged with where they are, if anywhere)."""
+        if self._closed:
+            return 0
+        at_risk = 0
+        if self._queue:
             result = self.flush()
-            if result.queued:
-                log.error("closing with %d readings not written: %s", result.queued, result.error)
+            if result.queued and self._spool is not None:
+                at_risk = self._spool.keep_for_next_start(
+                    self._queue.batches, str(result.error), spooled=self._spooled
+                )
+            elif result.queued:
+                log.error("stopping: %d readings not written (%s)", result.queued, result.error)
+                at_risk = result.queued
+        if self._spool is not None and not self._queue:
+            self._spool.remove()
         self._db.disconnect()
         self._closed = True
+        return at_risk
 
     def _on_connect(self, conn: sqlite3.Connection) -> None:
         """A (new) file: forget what was cached about the previous one."""
@@ -149,12 +204,15 @@ class Storage:
         """
         if self._closed:
             raise RuntimeError("storage is closed")
-        self._pending.append(Batch(polled_at, poll, list(readings)))
-        self._queued += len(readings)
+        batch = Batch(polled_at, poll, list(readings))
+        self._queue.add(batch)
+        if self._spool is not None and not self._spool.append(batch):
+            self._spooled = False
         due = (
-            self._commit_interval <= 0
+            self._commit_first
+            or self._commit_interval <= 0
             or self._clock() - self._last_commit >= self._commit_interval
-            or self._queued >= self._queue_limit
+            or self._queue.full()
         )
         if due:
             return self.flush()
@@ -164,9 +222,9 @@ class Storage:
         """Write everything pending now, in one transaction."""
         if self._closed:
             raise RuntimeError("storage is closed")
-        if not self._pending:
+        if not self._queue:
             return self._result(0)
-        written = self._queued
+        written = self._queue.readings
         try:
             stored = self._flush_once()
         except sqlite3.Error as exc:
@@ -231,13 +289,26 @@ class Storage:
                 sensors.clear()
                 newest.clear()
                 recent_rows = count_recent(conn)
-            stored = sum(insert_batch(conn, batch, sensors, newest) for batch in self._pending)
+            stored_by = dict(self.stored_by)
+            stored = 0
+            for batch in self._queue.batches:
+                new = insert_batch(conn, batch, sensors, newest)
+                stored += new
+                who = batch.poll.collector if batch.poll is not None else ""
+                stored_by[who] = stored_by.get(who, 0) + new
+        if self._spool is not None:
+            self._spool.clear()
+            self._spooled = True
+        if self._guard is not None:
+            for batch in self._queue.batches:
+                self._guard.stored(batch.polled_at)
+        self.stored_by = stored_by
+        self._commit_first = False
         self._data_version = version
         self._sensors = sensors
         self._newest = newest
         self._recent_rows = recent_rows + stored
-        self._pending.clear()
-        self._queued = 0
+        self._queue.committed()
         return stored
 
     def _succeeded(self, stored: int, written: int) -> WriteResult:
@@ -249,13 +320,6 @@ class Storage:
                 stored,
             )
             self._last_error = None
-        if self._overflowing:
-            log.info(
-                "write queue drained; %d readings were dropped while it was full",
-                self._episode_dropped,
-            )
-            self._overflowing = False
-            self._episode_dropped = 0
         return self._result(stored)
 
     def _failed(self, exc: BaseException) -> WriteResult:
@@ -265,49 +329,18 @@ class Storage:
                 "database write failed (%s): keeping %d readings queued and retrying on the"
                 " next write",
                 message,
-                self._queued,
+                self._queue.readings,
             )
         else:
             log.debug("database write still failing: %s", message)
         self._last_error = message
         if needs_reconnect(exc):
             self._db.disconnect()
-        self._trim()
+        self._queue.trim()
         return self._result(0)
 
-    def _trim(self) -> None:
-        """Bound the queue: drop the oldest readings (counted, logged) beyond queue_limit."""
-        excess = max(0, self._queued - self._queue_limit)
-        left = excess
-        for batch in self._pending:
-            if left <= 0:
-                break
-            cut = min(left, len(batch.readings))
-            del batch.readings[:cut]
-            left -= cut
-        # Poll rows are tiny but still bounded: keep the newest queue_limit of them.
-        extra_batches = len(self._pending) - self._queue_limit
-        if extra_batches > 0:
-            excess += sum(len(b.readings) for b in self._pending[:extra_batches])
-            del self._pending[:extra_batches]
-        if excess <= 0:
-            return
-        self._queued -= excess
-        self._dropped += excess
-        self._episode_dropped += excess
-        if not self._overflowing:
-            self._overflowing = True
-            log.error(
-                "write queue is over its limit of %d readings: dropped the %d oldest"
-                " (further drops are counted, not logged one by one)",
-                self._queue_limit,
-                excess,
-            )
-        else:
-            log.debug("write queue full: dropped %d more readings", excess)
-
     def _result(self, stored: int) -> WriteResult:
-        return WriteResult(stored, self._queued, self._dropped, self._last_error)
+        return WriteResult(stored, self._queue.readings, self._queue.dropped, self._last_error)
 
     # ----------------------------------------------------------------- prune
 
@@ -315,6 +348,19 @@ class Storage:
         """Delete readings and poll rows older than the horizon; return readings deleted."""
         if retention_days <= 0 or self._closed:
             return 0
+        problem = self._guard.problem(now_ms) if self._guard is not None else None
+        if problem:
+            log.log(
+                logging.DEBUG if self._prune_refused else logging.WARNING,
+                "not pruning readings older than %g days: %s",
+                retention_days,
+                problem,
+            )
+            self._prune_refused = True
+            return 0
+        if self._prune_refused:
+            log.info("the wall clock is plausible again: pruning resumes")
+            self._prune_refused = False
         cutoff = now_ms - int(retention_days * 86_400_000)
         deleted = 0
         try:
