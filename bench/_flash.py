@@ -85,8 +85,10 @@ def flash(
             io0, o0 = _proc.io_counters(daemon.pid), daemon.outcomes()
             end = t0 + seconds
             seen = daemon.status()
+            spool = _Spool(daemon)
             while time.monotonic() < end:
                 time.sleep(0.05)
+                spool.sample()
                 status = daemon.status()
                 if status is not seen:
                     seen = status
@@ -120,7 +122,33 @@ def flash(
         "hue_polls_per_day": polls_done * factor,
         "rows_per_day": rows_per_day,
         "window_s": t1 - t0,
+        "spool_bytes_per_day": spool.appended * factor,  # to RAM (tmpfs), not to flash
     }
+
+
+class _Spool:
+    """Bytes appended to the daemon's spool (storage/spool.py), which each commit empties."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        from homepoll.storage.spool import spool_path
+
+        env = {k: v for k, v in os.environ.items() if k != "RUNTIME_DIRECTORY"}
+        if daemon.runtime_dir is not None:
+            env["RUNTIME_DIRECTORY"] = str(daemon.runtime_dir)
+        self.path = spool_path(daemon.db, env)
+        self.appended = 0
+        self._last = self._size()
+
+    def _size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def sample(self) -> None:
+        size = self._size()
+        self.appended += size - self._last if size >= self._last else size
+        self._last = size
 
 
 _MERGE_PROBE = """

@@ -238,7 +238,13 @@ def test_status_and_readings_show_what_waits_for_the_commit_and_stopped_after(
     assert after["status"]["storage"]["queued"] == 0
     assert all(c.get("next_poll") is None for c in after["status"]["collectors"].values())
     assert "stopped cleanly" in after["problems"][0]
-    assert_every_served_stored_once(setup, hue_sim)
+    counts = assert_every_served_stored_once(setup, hue_sim)
+    record_figures(
+        "status during a run at the defaults (waiting readings shown), then SIGTERM",
+        polls=len(setup.query("SELECT 1 FROM polls")),
+        waiting_shown=len(shown) - in_db,
+        **counts,
+    )
 
 
 def _ms(iso: str) -> int:
