@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-FULL = {"soak": 1200.0, "kills": 50, "hostile": 200}
-QUICK = {"soak": 5.0, "kills": 5, "hostile": 5}
+FULL = {"soak": 1200.0, "kills": 50, "hostile": 200, "restart_loop": 180.0}
+QUICK = {"soak": 5.0, "kills": 5, "hostile": 5, "restart_loop": 12.0}
 
 
 def run_suite(settings: dict[str, float], report: Path, extra: list[str]) -> int:
@@ -36,6 +36,7 @@ def run_suite(settings: dict[str, float], report: Path, extra: list[str]) -> int
         HOMEPOLL_SOAK_SECONDS=str(settings["soak"]),
         HOMEPOLL_CRASH_KILLS=str(int(settings["kills"])),
         HOMEPOLL_HOSTILE_POLLS=str(int(settings["hostile"])),
+        HOMEPOLL_RESTART_LOOP_SECONDS=str(settings["restart_loop"]),
         HOMEPOLL_RELIABILITY_REPORT=str(report),
     )
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_reliability_*.py"))
