@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from pathlib import Path
 
 import pytest
 
@@ -25,17 +24,11 @@ from tests.reliability_support import (
     assert_every_served_stored_once,
     assert_integrity_ok,
     assert_no_secrets,
+    faketime_env,
     record_figures,
     secrets_of,
+    set_faketime_offset,
 )
-
-
-def _set_offset(path: Path, offset: str) -> None:
-    """Atomically: libfaketime re-reads the file on every clock call and must never see it
-    half-written."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(offset + "\n")
-    tmp.replace(path)
 
 
 def _arrivals_between(sim, start: float, end: float) -> list[float]:
@@ -53,19 +46,11 @@ def test_wall_clock_jumps_back_and_forward_by_hours_without_stall_or_storm(
     setup = setup_factory(hue=hue_sim)
     offset_file = setup.root / "faketime.txt"
     offset_file.write_text("+0\n")
-    daemon = daemons(
-        setup,
-        LD_PRELOAD=str(FAKETIME_LIB),
-        FAKETIME_TIMESTAMP_FILE=str(offset_file),
-        # Re-read the offset at most once a second. FAKETIME_NO_CACHE made every clock call
-        # read the file: polls took 0.6 s instead of 5 ms and sometimes missed their deadline.
-        FAKETIME_CACHE_DURATION="1",
-        FAKETIME_DONT_FAKE_MONOTONIC="1",
-    )
+    daemon = daemons(setup, **faketime_env(offset_file))
     wait_for(lambda: setup.row_count() > 0)
 
     # Back by three hours: polling must go on at its cadence, not wait three hours.
-    _set_offset(offset_file, "-3h")
+    set_faketime_offset(offset_file, "-3h")
     back = time.monotonic()
     wait_for(lambda: "wall clock jumped back" in setup.log_text(), timeout=5)
     time.sleep(3.0)
@@ -73,7 +58,7 @@ def test_wall_clock_jumps_back_and_forward_by_hours_without_stall_or_storm(
     assert len(after_back) >= 2, "polling stalled after the wall clock went back"
 
     # Forward by six hours (to +3 h): no storm of catch-up polls, no missed runs.
-    _set_offset(offset_file, "+3h")
+    set_faketime_offset(offset_file, "+3h")
     forward = time.monotonic()
     wait_for(lambda: "wall clock jumped forward" in setup.log_text(), timeout=5)
     time.sleep(3.0)

@@ -32,9 +32,11 @@ from tests.reliability_support import (
     FAKETIME_LIB,
     assert_every_served_stored_once,
     count_knob,
+    faketime_env,
     integrity,
     record_figures,
     served_map,
+    set_faketime_offset,
     stored_rows,
 )
 
@@ -289,12 +291,6 @@ def _seed(db: Path, rows: list[tuple[int, float]]) -> None:
     storage.close()
 
 
-def _set_offset(path: Path, offset: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(offset + "\n")
-    tmp.replace(path)
-
-
 @pytest.mark.skipif(
     FAKETIME_LIB is None, reason="libfaketime is not installed (apt-get install faketime)"
 )
@@ -310,14 +306,7 @@ def test_a_clock_40_days_ahead_prunes_nothing_and_pruning_resumes_when_sane(
     seeded = len(old) + len(recent)
     offset_file = setup.root / "faketime.txt"
     offset_file.write_text("+40d\n")
-    daemon = daemons(
-        setup,
-        LD_PRELOAD=str(FAKETIME_LIB),
-        FAKETIME_TIMESTAMP_FILE=str(offset_file),
-        FAKETIME_CACHE_DURATION="1",
-        FAKETIME_DONT_FAKE_MONOTONIC="1",
-        HOMEPOLL_TEST_PRUNE_EVERY="1",
-    )
+    daemon = daemons(setup, **faketime_env(offset_file), HOMEPOLL_TEST_PRUNE_EVERY="1")
     wait_for(lambda: "not pruning" in setup.log_text() or "pruned" in setup.log_text(), timeout=15)
     time.sleep(1.5)  # more prune runs at the wrong clock
     seed_left = setup.query("SELECT count(*) FROM readings_view WHERE device_id = 'seed-1'")
@@ -327,7 +316,7 @@ def test_a_clock_40_days_ahead_prunes_nothing_and_pruning_resumes_when_sane(
     refusals = [x for x in setup.log_text().splitlines() if "WARNING" in x and "not pruning" in x]
     assert len(refusals) == 1  # once per episode, not at every prune run
 
-    _set_offset(offset_file, "+0")
+    set_faketime_offset(offset_file, "+0")
     wait_for(lambda: "pruned" in setup.log_text(), timeout=15)
     left = setup.query("SELECT ts FROM readings_view WHERE device_id = 'seed-1' ORDER BY ts")
     assert [ts for (ts,) in left] == [ts for ts, _ in recent]  # only the really old ones went

@@ -59,6 +59,23 @@ class WriteResult:
     error: str | None
 
 
+class _Episode:
+    """A problem that recurs until it ends: WARNING when it starts, DEBUG while it lasts, INFO
+    when it ends, so a retry every flush or every prune does not flood the log."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def started(self, message: str, *args: object) -> None:
+        log.log(logging.DEBUG if self.active else logging.WARNING, message, *args)
+        self.active = True
+
+    def ended(self, message: str) -> None:
+        if self.active:
+            log.info(message)
+            self.active = False
+
+
 class Storage:
     """The daemon's single writer. Not thread-safe: call it from one thread at a time."""
 
@@ -88,7 +105,7 @@ class Storage:
         self._last_error: str | None = None
         self._last_commit = clock()
         self._last_merge = clock()
-        self._merge_failing = False
+        self._merge_failing = _Episode()
         self._recent_rows = 0  # rows in readings_recent, as of the last commit
         self._spool = spool
         self._spooled = True  # every pending batch is also in the spool
@@ -98,7 +115,7 @@ class Storage:
         self.stored_by: dict[str, int] = {}  # new rows committed since start, per collector
         self._guard_clock = guard_clock  # prune only by a plausible wall clock (ClockGuard)
         self._guard: _prune.ClockGuard | None = None
-        self._prune_refused = False  # the last prune was refused (logged once per episode)
+        self._prune_refused = _Episode()  # pruning refused by the ClockGuard
         # Only ever hold committed state (see rows.insert_batch).
         self._sensors: SensorIds = {}
         self._newest: NewestValues = {}
@@ -262,17 +279,13 @@ class Storage:
                 conn.execute("DELETE FROM readings_recent")
         except sqlite3.Error as exc:
             # Once per episode, as write failures are: at the row limit it is retried per flush.
-            log.log(
-                logging.DEBUG if self._merge_failing else logging.WARNING,
+            self._merge_failing.started(
                 "moving recent readings into the readings table failed (%s); they stay in"
                 " readings_recent and the move is tried again later",
                 exc,
             )
-            self._merge_failing = True
             return 0
-        if self._merge_failing:
-            log.info("moving recent readings into the readings table works again")
-            self._merge_failing = False
+        self._merge_failing.ended("moving recent readings into the readings table works again")
         self._recent_rows = 0
         log.debug("moved %d recent readings into the readings table", moved)
         return moved
@@ -350,17 +363,11 @@ class Storage:
             return 0
         problem = self._guard.problem(now_ms) if self._guard is not None else None
         if problem:
-            log.log(
-                logging.DEBUG if self._prune_refused else logging.WARNING,
-                "not pruning readings older than %g days: %s",
-                retention_days,
-                problem,
+            self._prune_refused.started(
+                "not pruning readings older than %g days: %s", retention_days, problem
             )
-            self._prune_refused = True
             return 0
-        if self._prune_refused:
-            log.info("the wall clock is plausible again: pruning resumes")
-            self._prune_refused = False
+        self._prune_refused.ended("the wall clock is plausible again: pruning resumes")
         cutoff = now_ms - int(retention_days * 86_400_000)
         deleted = 0
         try:
