@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import threading
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -235,6 +236,9 @@ def test_status_and_readings_show_what_waits_for_the_commit_and_stopped_after(
     keys = {(r["source"], r["device_id"], r["metric"], _ms(r["time"])) for r in shown}
     assert {k for k in keys if k[2] not in ("battery", "reachable")} <= set(served)
     assert len(keys) == len(shown)  # nothing twice
+    with urllib.request.urlopen(f"{setup.web_url}api/readings?since=5m", timeout=10) as answer:
+        api = json.loads(answer.read())
+    assert len(api) > in_db  # the web API shows the waiting readings too
     assert daemon.stop() == 0
     after = json.loads(setup.cli("status", "--json").stdout)
     assert after["status"]["state"] == "stopped" and after["status"]["stopped_at"]

@@ -211,8 +211,7 @@ def warn_about_files(config: Config) -> None:
         log.warning("%s", warning)
     if _mode_has(config.path, 0o002):
         log.warning(
-            "%s is writable by other users, who could change what homepoll runs; "
-            "run: chmod o-w %s",
+            "%s is writable by other users, who could change what homepoll runs; run: chmod o-w %s",
             config.path,
             config.path,
         )

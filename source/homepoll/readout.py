@@ -260,14 +260,22 @@ def _unknown(option: str, given: str, known: Sequence[str]) -> str:
 
 
 def readings_export(
-    path: Path, since: str, sensor: str | None, metric: str | None, fmt: str, utc: bool = False
+    path: Path,
+    since: str,
+    sensor: str | None,
+    metric: str | None,
+    fmt: str,
+    utc: bool = False,
+    waiting: Path | None = None,
 ) -> str:
-    """What ``homepoll readings`` prints, for /api/readings (JSON/CSV)."""
+    """What ``homepoll readings`` prints, for /api/readings (JSON/CSV); ``waiting`` is the
+    daemon's spool (readings fetched, waiting for the next commit)."""
     from homepoll.storage import query_readings
 
     since_ms = parse_since(since, time.time())
     check_filters(path, sensor, metric)
-    return render_readings(query_readings(path, since_ms, sensor=sensor, metric=metric), fmt, utc)
+    rows = query_readings(path, since_ms, sensor=sensor, metric=metric, waiting=waiting)
+    return render_readings(rows, fmt, utc)
 
 
 def print_readings(config: Config, args: argparse.Namespace) -> int:

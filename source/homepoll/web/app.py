@@ -100,6 +100,8 @@ def build_app(daemon: Daemon, db_path: Path, data_dir: Path) -> web.Application:
                 query.get("sensor") or None,
                 query.get("metric") or None,
                 fmt,
+                False,  # utc
+                daemon.writer.storage.spool_path if daemon.writer else None,  # waiting
             )
         except UsageError as exc:
             raise web.HTTPBadRequest(text=f"{exc}\n", headers=SECURITY_HEADERS) from None
