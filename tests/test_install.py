@@ -74,6 +74,9 @@ class Installer:
             (self.bin / name).chmod(0o755)
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        script = self.src / "systemd" / "install.sh"
+        # An installer that does not know the scratch root would install into this machine.
+        assert "HOMEPOLL_INSTALL_ROOT" in script.read_text(), "refusing to run: no scratch root"
         self.log.write_text("")
         return subprocess.run(
             ["bash", str(self.src / "systemd" / "install.sh"), *args],
@@ -100,8 +103,6 @@ class Installer:
 
 
 def test_install_upgrade_recover_and_uninstall_in_a_scratch_root(tmp_path: Path) -> None:
-    script = (ROOT / "systemd" / "install.sh").read_text()
-    assert "HOMEPOLL_INSTALL_ROOT" in script  # never run an installer that would touch /opt
     setup = Installer(tmp_path)
     # someone tried things in the checkout: the installer must not ship that working copy
     edited = setup.src / "config.yaml"

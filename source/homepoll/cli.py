@@ -243,6 +243,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parsing --------------------------------------------------------------------------
 
 
+class _FaultListHelp(argparse.RawDescriptionHelpFormatter):
+    """``simulate --help`` lists the fault names; the simulators are imported for --help only."""
+
+    PLACEHOLDER = "(fault names)"
+
+    def add_text(self, text: str | None) -> None:
+        if text == self.PLACEHOLDER:
+            from homepoll.simulator.run import fault_help
+
+            text = fault_help()
+        super().add_text(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -296,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("simulate", cmd_simulate, "run the Hue bridge and Alexa API simulators on loopback")
     p.add_argument("--hue-port", type=int, default=8081)
     p.add_argument("--aqm-port", type=int, default=8082)
-    p.add_argument("--faults", default="", metavar="SCRIPT", help="fault script, see docs")
+    p.add_argument("--faults", default="", metavar="SCRIPT", help="fault script, see below")
+    p.formatter_class, p.epilog = _FaultListHelp, _FaultListHelp.PLACEHOLDER
     p = add("demo", cmd_demo, "the whole daemon against the simulators, with scripted faults")
     p.add_argument("--duration", type=float, default=60.0, metavar="SECONDS")
     p.add_argument(

@@ -28,7 +28,6 @@ from homepoll.simulator.faults import (
     FaultPlan,
     Served,
     ServedLog,
-    parse_step,
     validate_script,
 )
 
@@ -356,9 +355,9 @@ class AqmApiSimulator:
 
     def handle_control(self, handler: Handler, method: str, path: str, body: bytes) -> None:
         if method == "POST" and path == "/_sim/faults":
-            # one script may drive both simulators: steps for another target are ignored
-            steps = body.decode("utf-8", "replace").split()
-            script = " ".join(step for step in steps if _step_target(step) in (None, "aqm"))
+            # one script may drive both simulators: steps for the other one are checked
+            # here and applied there (``homepoll simulate`` links the two plans)
+            script = body.decode("utf-8", "replace")
             problems = validate_script(script, {"aqm": FAULT_KINDS})
             if problems:
                 handler.send_json(400, {"problems": problems})
@@ -394,10 +393,3 @@ def _cookie_map(header: str) -> dict[str, str]:
         name, _, value = part.strip().partition("=")
         sent[name] = value
     return sent
-
-
-def _step_target(step: str) -> str | None:
-    try:
-        return parse_step(step)[0]
-    except ValueError:
-        return None  # let validate_script report it

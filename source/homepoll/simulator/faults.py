@@ -82,6 +82,9 @@ class FaultPlan:
         self.injected: dict[str, int] = {}
         self.arrivals: deque[tuple[float, str]] = deque(maxlen=100_000)
         """(time.monotonic() of arrival, fault kind or "ok") for every request decided."""
+        self.partners: dict[str, FaultPlan] = {}
+        """Plans of the other simulators in this process (``homepoll simulate``), by target:
+        a script posted to one port also gives them their steps."""
 
     def queue(self, kind: str, times: int = 1, **params: float | str) -> None:
         """The next ``times`` requests (after those already queued) get this fault."""
@@ -130,10 +133,16 @@ class FaultPlan:
             return fault
 
     def apply_script(self, script: str, target: str) -> None:
-        """Add the steps of ``script`` meant for ``target`` (unprefixed steps are for everyone)."""
+        """Add the steps of ``script`` meant for ``target`` (unprefixed steps are for everyone);
+        partner plans get the steps prefixed with their target."""
+        for other, plan in self.partners.items():
+            plan._apply_steps(script, other, prefixed_only=True)
+        self._apply_steps(script, target, prefixed_only=False)
+
+    def _apply_steps(self, script: str, target: str, *, prefixed_only: bool) -> None:
         for step in script.split():
             step_target, fault, times = parse_step(step)
-            if step_target not in (None, target):
+            if step_target != target and (prefixed_only or step_target is not None):
                 continue
             if fault.kind == "random":
                 kinds = fault.params.get("kinds")
@@ -148,23 +157,36 @@ class FaultPlan:
                 self.queue(fault.kind, times, **fault.params)
 
 
+def all_fault_kinds() -> dict[str, tuple[str, ...]]:
+    """Every simulator's fault names by target (imported when asked: the simulators import us)."""
+    from homepoll.simulator import aqm_api, hue_bridge
+
+    return {"hue": tuple(hue_bridge.FAULT_KINDS), "aqm": tuple(aqm_api.FAULT_KINDS)}
+
+
 def validate_script(script: str, known: dict[str, Iterable[str]]) -> list[str]:
-    """Problems in ``script`` given the fault kinds each target knows; empty when valid."""
+    """Problems in ``script``; empty when valid.
+
+    Unprefixed steps must be known to every target in ``known`` (the port's own simulator); a
+    step prefixed with another simulator's target is checked against that simulator's names,
+    so no port accepts a name nobody knows, nor refuses one meant for the other port.
+    """
     problems = []
+    everyone = {**all_fault_kinds(), **known}
     for step in script.split():
         try:
             target, fault, _ = parse_step(step)
         except ValueError as exc:
             problems.append(str(exc))
             continue
-        targets = [target] if target else list(known)
-        for name in targets:
-            if name not in known:
+        kinds = everyone if target else known
+        for name in [target] if target else list(known):
+            if name not in kinds:
                 problems.append(f"unknown fault target {name!r} in {step!r}")
-            elif fault.kind not in {*known[name], "ok", "random", "sticky"}:
+            elif fault.kind not in {*kinds[name], "ok", "random", "sticky"}:
                 problems.append(
                     f"unknown fault {fault.kind!r} for {name} in {step!r}; "
-                    f"known: {', '.join(sorted(known[name]))}"
+                    f"known: {', '.join(sorted(kinds[name]))}"
                 )
     return problems
 

@@ -8,12 +8,22 @@ import threading
 
 from homepoll.errors import EX_CONFIG
 from homepoll.simulator import aqm_api, hue_bridge
-from homepoll.simulator.faults import validate_script
+from homepoll.simulator.faults import all_fault_kinds, validate_script
 
 
 def check_script(script: str) -> list[str]:
     """Problems in a fault script, given the kinds each simulator knows."""
     return validate_script(script, {"hue": hue_bridge.FAULT_KINDS, "aqm": aqm_api.FAULT_KINDS})
+
+
+def fault_help() -> str:
+    """The fault names each simulator knows, for ``homepoll simulate --help``."""
+    lines = ["faults (--faults SCRIPT, or POST a script to /_sim/faults on either port):"]
+    for target, kinds in all_fault_kinds().items():
+        lines.append(f"  {target}.{{{','.join(kinds)}}}")
+    lines.append("  for either: ok, sticky(kind=NAME), random(seed=N,rate=0.3)")
+    lines.append('  steps: KIND, KIND*N, KIND(key=value)*N, e.g. "hue.http_503*2 aqm.http_401"')
+    return "\n".join(lines)
 
 
 def run_simulators(hue_port: int, aqm_port: int, faults: str) -> int:
@@ -29,8 +39,9 @@ def run_simulators(hue_port: int, aqm_port: int, faults: str) -> int:
         hue_bridge.HueBridgeSimulator(port=hue_port) as hue,
         aqm_api.AqmApiSimulator(port=aqm_port) as aqm,
     ):
+        hue.faults.partners["aqm"] = aqm.faults  # a script posted to either port drives both
+        aqm.faults.partners["hue"] = hue.faults
         hue.faults.apply_script(faults, "hue")
-        aqm.faults.apply_script(faults, "aqm")
         print(f"Hue bridge simulator:  http://{hue.address}  key: {hue.key}")
         print(f"Alexa API simulator:   http://{aqm.address}/nexus/v1/graphql")
         print()
