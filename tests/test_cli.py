@@ -131,6 +131,21 @@ def test_readings_command_formats_and_filters(hue_sim, setup_factory) -> None:
     assert "--since" in bad.stderr
 
 
+def test_once_at_the_default_commit_interval_reports_what_it_stored(
+    hue_sim, setup_factory
+) -> None:
+    setup: Setup = setup_factory(hue=hue_sim)
+    setup.write(storage={"commit_interval": 300})  # the shipped default, not the tests' 0
+    first = setup.cli("once")
+    assert first.returncode == 0, first.stderr
+    stored = setup.query("SELECT COUNT(*) FROM readings_view")[0][0]
+    assert stored > 0
+    assert f"({stored} new)" in first.stdout
+    storage = json.loads((setup.data / "status.json").read_text())["storage"]
+    assert (storage["stored"], storage["queued"]) == (stored, 0)
+    assert f"{stored} stored since start, 0 waiting" in setup.cli("status").stdout
+
+
 def test_hue_pair_saves_key_0600_after_button_press(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("collectors:\n  hue:\n    bridge: 127.0.0.1:9\n")
     with HueBridgeSimulator() as sim:

@@ -120,7 +120,9 @@ async def _once(config: Config, names: list[str], *, store: bool):
     from homepoll.status_file import OnceStatus, status_file_path
     from homepoll.storage import Storage
 
-    writer = StorageWriter(Storage(config.storage.path)) if store else None
+    # One poll and exit: commit it at once, so its report and status.json count it as stored
+    # (at the default commit_interval it would wait for the close, after both were written).
+    writer = StorageWriter(Storage(config.storage.path, commit_interval=0)) if store else None
     status = OnceStatus(status_file_path(config.data_dir)) if store else None
     reports = []
     try:
