@@ -15,19 +15,40 @@ from homepoll.cookies import (
 )
 
 
-def test_browser_export_list_keeps_only_amazon_cookies() -> None:
+def test_browser_export_list_keeps_only_the_marketplaces_cookies() -> None:
     export = [
         {"name": "csrf", "value": "c1", "domain": ".amazon.com", "path": "/", "secure": True},
         {"name": "session-id", "value": "s1", "domain": "alexa.amazon.com", "hostOnly": True},
+        {"name": "session-id", "value": "s-uk", "domain": ".amazon.co.uk"},
         {"name": "at-acbuk", "value": "a1", "domain": ".amazon.co.uk"},
         {"name": "_ga", "value": "tracker", "domain": ".google.com"},
         {"name": "NID", "value": "x", "domain": "notamazon.com"},
     ]
-    assert parse_cookie_input(json.dumps(export)) == {
-        "csrf": "c1",
-        "session-id": "s1",
-        "at-acbuk": "a1",
-    }
+    text = json.dumps(export)
+    assert parse_cookie_input(text) == {"csrf": "c1", "session-id": "s1"}
+    assert parse_cookie_input(text, "amazon.co.uk") == {"session-id": "s-uk", "at-acbuk": "a1"}
+    with pytest.raises(ValueError, match=r"amazon\.co\.uk, amazon\.com but none for amazon\.de"):
+        parse_cookie_input(text, "amazon.de")
+
+
+NETSCAPE = (
+    "# Netscape HTTP Cookie File\n"
+    "# https://curl.se/docs/http-cookies.html\n\n"
+    ".amazon.de\tTRUE\t/\tTRUE\t0\tcsrf\tcsrf-de\n"
+    "#HttpOnly_.amazon.de\tTRUE\t/\tTRUE\t1900000000\tsession-id\tsid-de\n"
+    "alexa.amazon.de\tFALSE\t/\tTRUE\t1\tat-acbde\tat-de\n"
+    ".amazon.com\tTRUE\t/\tFALSE\t0\tsession-id\tsid-com\n"
+)
+
+
+def test_netscape_cookies_txt_with_or_without_its_header() -> None:
+    expected = {"csrf": "csrf-de", "session-id": "sid-de", "at-acbde": "at-de"}
+    assert parse_cookie_input(NETSCAPE, "amazon.de") == expected
+    bare = NETSCAPE.split("\n", 3)[3]  # curl -c without the comment lines
+    assert parse_cookie_input(bare, "amazon.de") == expected
+    assert parse_cookie_input(NETSCAPE, "amazon.com") == {"session-id": "sid-com"}
+    with pytest.raises(ValueError, match=r"cookies\.txt"):
+        parse_cookie_input("# Netscape HTTP Cookie File\n.amazon.de\tTRUE\t/\n", "amazon.de")
 
 
 def test_export_list_without_domains_keeps_everything() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import getpass
+import os
 import sys
 import time
 import uuid
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from homepoll.config import AmazonAqmSettings, Config
 from homepoll.errors import CollectorError
+from homepoll.fsutil import write_secret_file
 from homepoll.safetext import escape_control, one_line, safe_lines
 from homepoll.smallfile import MAX_SECRET_BYTES, read_small_file
 
@@ -186,23 +188,41 @@ async def _list_monitors(settings: AmazonAqmSettings, what: str, use_auth_file: 
 
 
 def amazon_cookies(config: Config, source: str) -> int:
-    """Import a browser's cookies, save them 0600, test them with one discovery call."""
+    """Import a browser's cookies: validated and tested first, saved 0600 only when they work;
+    the file they replace is kept as ``.bak``. A bad import never touches a working file."""
     from homepoll.cookies import missing_required, parse_cookie_input, save_cookie_file
 
     settings = config.amazon_aqm
     text = _read_source(source, "cookies")
     try:
-        cookies = parse_cookie_input(text)
+        cookies = parse_cookie_input(text, settings.domain)
     except ValueError as exc:
         raise UnreadableInput(f"{'standard input' if source == '-' else source}: {exc}") from None
+    target = Path(settings.cookies_file)
     missing = missing_required(cookies)
-    save_cookie_file(settings.cookies_file, cookies)
-    print(f"saved {len(cookies)} cookies to {settings.cookies_file} (mode 0600)")
     if missing:
         print(
             f"homepoll: the cookies lack {', '.join(missing)}; Amazon will reject them. Export all "
-            f"cookies of alexa.{settings.domain} while signed in.",
+            f"cookies of alexa.{settings.domain} while signed in. {target} is left as it was.",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    return asyncio.run(_list_monitors(settings, "cookies", use_auth_file=False))
+    candidate = target.with_name(target.name + ".new")
+    save_cookie_file(candidate, cookies)
+    trial = dataclasses.replace(settings, cookies_file=candidate)
+    try:
+        code = asyncio.run(_list_monitors(trial, "cookies", use_auth_file=False))
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
+    if code != EXIT_OK:
+        candidate.unlink(missing_ok=True)
+        print(f"homepoll: {target} is left as it was", file=sys.stderr)
+        return EXIT_FAILED
+    if target.exists():
+        backup = target.with_name(target.name + ".bak")
+        write_secret_file(backup, read_small_file(target, MAX_SECRET_BYTES).decode("utf-8"))
+        print(f"the previous cookies are kept in {backup}")
+    os.replace(candidate, target)
+    print(f"saved {len(cookies)} cookies to {target} (mode 0600)")
+    return EXIT_OK

@@ -8,9 +8,11 @@ Error messages never quote cookie values: they end up in logs and alert files.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Mapping
+from http.cookiejar import LoadError, MozillaCookieJar
 from pathlib import Path
 
 from homepoll.fsutil import write_secret_file
@@ -31,8 +33,10 @@ _NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _AMAZON_DOMAIN = re.compile(r"(^|\.)amazon\.[a-z.]+$")
 
 
-def parse_cookie_input(text: str) -> dict[str, str]:
-    """Cookies from a JSON export list, a JSON mapping or a ``Cookie:`` header line.
+def parse_cookie_input(text: str, marketplace: str = "amazon.com") -> dict[str, str]:
+    """Cookies from a JSON export list, a JSON mapping, a Netscape ``cookies.txt`` or a
+    ``Cookie:`` header line. An input with cookies of several Amazon domains gives only the
+    ``marketplace``'s: the same names (``session-id``) exist on each, with other values.
 
     Raises ValueError with a message that never contains a cookie value.
     """
@@ -48,11 +52,13 @@ def parse_cookie_input(text: str) -> dict[str, str]:
                 f"({exc.msg} at line {exc.lineno} column {exc.colno})"
             ) from None
         if isinstance(data, list):
-            cookies = _from_export_list(data)
+            cookies = _select(_from_export_list(data), marketplace)
         elif isinstance(data, dict):
             cookies = _from_mapping(data)
         else:  # pragma: no cover - json.loads of "[..."/"{..." is a list or dict
             raise ValueError("the cookie input is JSON but neither a list nor a mapping")
+    elif _looks_netscape(text):
+        cookies = _select(_from_netscape(text), marketplace)
     else:
         cookies = _from_header(text)
     if not cookies:
@@ -60,10 +66,12 @@ def parse_cookie_input(text: str) -> dict[str, str]:
     return cookies
 
 
-def _from_export_list(items: list[object]) -> dict[str, str]:
+Triple = tuple[str, str, str]  # domain ("" when the export gives none), name, value
+
+
+def _from_export_list(items: list[object]) -> list[Triple]:
     """Browser-export format (EditThisCookie, Cookie-Editor): objects with name/value/domain."""
-    cookies: dict[str, str] = {}
-    had_domain = False
+    found: list[Triple] = []
     for index, item in enumerate(items, start=1):
         if not isinstance(item, dict) or "name" not in item or "value" not in item:
             raise ValueError(f"cookie list item {index} is not an object with 'name' and 'value'")
@@ -71,14 +79,60 @@ def _from_export_list(items: list[object]) -> dict[str, str]:
         if not isinstance(name, str) or not isinstance(value, str):
             raise ValueError(f"cookie list item {index}: 'name' and 'value' must be strings")
         domain = item.get("domain")
-        if isinstance(domain, str) and domain:
-            had_domain = True
-            if not _AMAZON_DOMAIN.search(domain.lower().lstrip(".")):
-                continue
-        _add(cookies, name, value)
-    if items and not cookies and had_domain:
-        raise ValueError("the cookie list holds no cookies for an amazon.* domain")
+        found.append((domain.lower().lstrip(".") if isinstance(domain, str) else "", name, value))
+    return found
+
+
+def _looks_netscape(text: str) -> bool:
+    first = text.splitlines()[0]
+    return first.startswith(("# Netscape HTTP Cookie File", "# HTTP Cookie File")) or (
+        first.count("\t") == 6
+    )
+
+
+def _from_netscape(text: str) -> list[Triple]:
+    """``cookies.txt`` (curl, alexa-remote-control, browser add-ons), read by the standard
+    library's Mozilla cookie jar; expired cookies are kept (Amazon decides, not the file)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        data = line.removeprefix("#HttpOnly_")
+        if data.strip() and not data.startswith("#") and data.count("\t") != 6:
+            raise ValueError(f"the cookie input looks like a cookies.txt but line {number} is bad")
+    if not text.startswith("#"):
+        text = "# Netscape HTTP Cookie File\n" + text
+    jar = MozillaCookieJar()
+    try:
+        jar._really_load(io.StringIO(text + "\n"), "<input>", True, True)
+    except (LoadError, ValueError, IndexError):
+        raise ValueError(
+            "the cookie input looks like a cookies.txt but a line is malformed"
+        ) from None
+    return [(c.domain.lower().lstrip("."), c.name, c.value or "") for c in jar]
+
+
+def _select(found: list[Triple], marketplace: str) -> dict[str, str]:
+    """The marketplace's cookies (and those without a domain); other sites' are dropped."""
+    market = marketplace.lower().removeprefix("www.").removeprefix("alexa.")
+    domains = {d for d, _, _ in found if d}
+    amazon = {d for d in domains if _AMAZON_DOMAIN.search(d)}
+    if domains and not amazon:
+        raise ValueError("the cookie input holds no cookies for an amazon.* domain")
+    mine = {d for d in amazon if d == market or d.endswith("." + market)}
+    if amazon and not mine:
+        sites = ", ".join(sorted({_site(d) for d in amazon}))
+        raise ValueError(
+            f"the cookie input holds cookies for {sites} but none for {market} "
+            "(collectors.amazon_aqm.domain); export them while signed in on that marketplace"
+        )
+    cookies: dict[str, str] = {}
+    for domain, name, value in found:
+        if not domain or domain in mine:
+            _add(cookies, name, value)
     return cookies
+
+
+def _site(domain: str) -> str:
+    match = _AMAZON_DOMAIN.search(domain)
+    return match.group(0).lstrip(".") if match else domain
 
 
 def _from_mapping(data: Mapping[str, object]) -> dict[str, str]:
@@ -120,10 +174,11 @@ def _add(cookies: dict[str, str], name: str, value: str) -> None:
     cookies[name] = value
 
 
-def load_cookie_file(path: Path) -> dict[str, str]:
+def load_cookie_file(path: Path, marketplace: str = "amazon.com") -> dict[str, str]:
     """Read and parse a cookie file; raises OSError (unreadable, not a regular file, too
     large) or ValueError (invalid, not UTF-8)."""
-    return parse_cookie_input(read_small_file(Path(path), MAX_SECRET_BYTES).decode("utf-8"))
+    text = read_small_file(Path(path), MAX_SECRET_BYTES).decode("utf-8")
+    return parse_cookie_input(text, marketplace)
 
 
 def save_cookie_file(path: Path, cookies: Mapping[str, str]) -> None:

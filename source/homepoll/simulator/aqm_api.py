@@ -318,7 +318,8 @@ class AqmApiSimulator:
             handler.send_json(400, {"errors": [{"message": "Invalid JSON body"}]})
             return
         ops = request if isinstance(request, list) else [request]
-        per_op = graphql_fault(kind)
+        session = _cookie_map(handler.headers.get("Cookie", "")).get("session-id", "")
+        per_op = graphql_fault(kind, session)
         if per_op is not None:
             answers = [per_op for _ in ops]
             self.served.count_request(False)

@@ -64,12 +64,13 @@ def early_fault(kind: str | None) -> tuple[int, bytes | dict[str, Any], dict[str
     return None
 
 
-def graphql_fault(kind: str | None) -> dict[str, Any] | None:
-    """Faults Amazon reports inside an HTTP 200 GraphQL answer."""
+def graphql_fault(kind: str | None, session: str = "") -> dict[str, Any] | None:
+    """Faults Amazon reports inside an HTTP 200 GraphQL answer; ``forbidden`` quotes the
+    request's session cookie back, as issue 11 (item 8) saw Amazon do."""
     if kind == "unauthenticated":
         return {"data": None, "errors": [{"message": "Unauthenticated call", "extensions": {}}]}
     if kind == "forbidden":
-        return graphql_error("Access denied", "FORBIDDEN")
+        return graphql_error(f"Access denied for session {session}", "FORBIDDEN")
     if kind == "too_many_requests":
         return graphql_error(
             "Too many requests", "UNOFFICIAL_CLIENT_TOO_MANY_REQUESTS", isRetryable=False

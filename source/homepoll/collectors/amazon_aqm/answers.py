@@ -17,7 +17,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from homepoll.capped import CappedBuffer
-from homepoll.errors import AuthError, PermanentError, RateLimitedError, TransientError
+from homepoll.errors import (
+    AuthError,
+    CollectorError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
 from homepoll.safetext import redact
 
 log = logging.getLogger("homepoll.collectors.amazon_aqm")
@@ -44,7 +50,21 @@ async def read_capped(response: httpx.Response) -> bytes:
 
 
 def classify(response: httpx.Response, body: bytes, cookies: Iterable[str]) -> Any:
-    """Turn one HTTP answer into decoded JSON or the matching taxonomy error."""
+    """Turn one HTTP answer into decoded JSON or the matching taxonomy error.
+
+    Whatever Amazon wrote into an error (it has been seen quoting the session cookie) is
+    redacted here, once, before the message can be stored, printed or logged.
+    """
+    secrets = list(cookies)
+    try:
+        return _classify(response, body, secrets)
+    except CollectorError as error:
+        error.message = redact(error.message, secrets)
+        error.args = (error.message,)
+        raise
+
+
+def _classify(response: httpx.Response, body: bytes, cookies: Iterable[str]) -> Any:
     status = response.status_code
     text = body.decode("utf-8", "replace")
     if 300 <= status < 400:

@@ -142,7 +142,7 @@ class AmazonSession:
         self.jar = CookieJar(self.auth.cookies)
 
     def _load_cookies(self, path: Path) -> None:
-        cookies = _read(path, load_cookie_file, "cookies file")
+        cookies = _read(path, lambda p: load_cookie_file(p, self.marketplace), "cookies file")
         for value in cookies.values():
             register_secret(value)
         missing = missing_required(cookies)
