@@ -22,7 +22,7 @@ from homepoll.simulator import aqm_data
 from homepoll.simulator.amazon_auth import CSRF_PATHS, SIGNIN_PATH, AmazonAuth
 from homepoll.simulator.aqm_data import Device, Sample, graphql_error
 from homepoll.simulator.aqm_faults import FAULT_KINDS, RANDOM_KINDS, early_fault, graphql_fault
-from homepoll.simulator.aqm_http import GRAPHQL_PATH, Handler, Server
+from homepoll.simulator.aqm_http import GRAPHQL_PATH, Handler, Server, cookie_map
 from homepoll.simulator.faults import (
     Fault,
     FaultPlan,
@@ -210,7 +210,7 @@ class AqmApiSimulator:
 
     def csrf_page(self, handler: Handler) -> None:
         """GET on the Alexa host with valid cookies: ``Set-Cookie: csrf`` (alexapy ``get_csrf``)."""
-        sent = _cookie_map(handler.headers.get("Cookie", ""))
+        sent = cookie_map(handler.headers.get("Cookie", ""))
         with self._lock:
             jar = self._cookies
             if not all(sent.get(k) == v for k, v in jar.items() if k != "csrf"):
@@ -241,7 +241,7 @@ class AqmApiSimulator:
         }
 
     def _authorized(self, cookie_header: str, csrf_header: str) -> bool:
-        sent = _cookie_map(cookie_header)
+        sent = cookie_map(cookie_header)
         jar = self.valid_cookies
         return all(sent.get(k) == v for k, v in jar.items()) and csrf_header == jar.get("csrf")
 
@@ -318,7 +318,7 @@ class AqmApiSimulator:
             handler.send_json(400, {"errors": [{"message": "Invalid JSON body"}]})
             return
         ops = request if isinstance(request, list) else [request]
-        session = _cookie_map(handler.headers.get("Cookie", "")).get("session-id", "")
+        session = cookie_map(handler.headers.get("Cookie", "")).get("session-id", "")
         per_op = graphql_fault(kind, session)
         if per_op is not None:
             answers = [per_op for _ in ops]
@@ -386,11 +386,3 @@ class AqmApiSimulator:
             handler.send_json(200, {"cookies": self.set_cookies(jar)})
         else:
             handler.send_json(404, {"message": f"no such simulator endpoint: {method} {path}"})
-
-
-def _cookie_map(header: str) -> dict[str, str]:
-    sent: dict[str, str] = {}
-    for part in header.split(";"):
-        name, _, value = part.strip().partition("=")
-        sent[name] = value
-    return sent

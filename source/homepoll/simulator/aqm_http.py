@@ -19,6 +19,14 @@ GRAPHQL_PATH = "/nexus/v1/graphql"
 _MAX_BODY = 1_000_000
 
 
+def cookie_map(header: str) -> dict[str, str]:
+    sent: dict[str, str] = {}
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        sent[name] = value
+    return sent
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     simulator: Any
