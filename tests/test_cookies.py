@@ -47,6 +47,8 @@ def test_netscape_cookies_txt_with_or_without_its_header() -> None:
     bare = NETSCAPE.split("\n", 3)[3]  # curl -c without the comment lines
     assert parse_cookie_input(bare, "amazon.de") == expected
     assert parse_cookie_input(NETSCAPE, "amazon.com") == {"session-id": "sid-com"}
+    only_de = "\n".join(line for line in NETSCAPE.splitlines() if ".amazon.com" not in line)
+    assert parse_cookie_input(only_de, "amazon.com") == expected  # one site: nothing to choose
     with pytest.raises(ValueError, match=r"cookies\.txt"):
         parse_cookie_input("# Netscape HTTP Cookie File\n.amazon.de\tTRUE\t/\n", "amazon.de")
 

@@ -110,13 +110,16 @@ def _from_netscape(text: str) -> list[Triple]:
 
 
 def _select(found: list[Triple], marketplace: str) -> dict[str, str]:
-    """The marketplace's cookies (and those without a domain); other sites' are dropped."""
+    """The marketplace's cookies (and those without a domain) when several Amazon sites are
+    present; other sites' are dropped."""
     market = marketplace.lower().removeprefix("www.").removeprefix("alexa.")
     domains = {d for d, _, _ in found if d}
     amazon = {d for d in domains if _AMAZON_DOMAIN.search(d)}
     if domains and not amazon:
         raise ValueError("the cookie input holds no cookies for an amazon.* domain")
     mine = {d for d in amazon if d == market or d.endswith("." + market)}
+    if len({_site(d) for d in amazon}) == 1:
+        mine = amazon  # one site only: nothing to mix up (the marketplace is checked on use)
     if amazon and not mine:
         sites = ", ".join(sorted({_site(d) for d in amazon}))
         raise ValueError(
