@@ -19,8 +19,6 @@ from prometheus_client.core import (
     Metric,
 )
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 # metric -> (Prometheus name, factor to the base unit, help). Base units per the Prometheus
 # naming conventions: ratios instead of percent, pascals, grams per cubic metre.
 QUANTITIES: dict[str, tuple[str, float, str]] = {
