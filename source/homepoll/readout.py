@@ -178,8 +178,22 @@ def render_readings(rows: Sequence[dict[str, Any]], fmt: str, utc: bool) -> str:
 # -- latest ----------------------------------------------------------------------------
 
 
-def latest_rows(rows: Sequence[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    return [{**r, "age_s": max(0.0, now - r["ts"] / 1000)} for r in rows]
+def current_values(path: Path, spool: Path | None) -> list[dict[str, Any]]:
+    """The newest value of every series: stored, or fetched and waiting for the next commit
+    (``spool``, the daemon's; at the default commit_interval the database lags up to 5 min)."""
+    from homepoll.storage import latest_readings
+
+    rows = latest_readings(path)
+    if spool is None:
+        return rows
+    from homepoll.storage.waiting import merge_waiting
+
+    newest = {(r["source"], r["device_id"], r["metric"]): r for r in rows}
+    for row in merge_waiting([], spool, 0, None, None, None):
+        key = (row["source"], row["device_id"], row["metric"])
+        if key not in newest or row["ts"] >= newest[key]["ts"]:
+            newest[key] = row
+    return sorted(newest.values(), key=lambda r: (r["name"], r["metric"]))
 
 
 def latest_table(rows: Sequence[dict[str, Any]], now: float, utc: bool) -> str:
@@ -301,9 +315,9 @@ def print_readings(config: Config, args: argparse.Namespace) -> int:
 
 def print_latest(config: Config, args: argparse.Namespace) -> int:
     """`homepoll latest`: the newest value of every series with its age."""
-    from homepoll.storage import latest_readings
+    from homepoll.storage.waiting import spool_of
 
-    rows = latest_readings(config.storage.path)
+    rows = current_values(config.storage.path, spool_of(config.data_dir))
     now = time.time()
     if args.format == "json":
         sys.stdout.write(latest_json(rows, now, args.utc) + "\n")

@@ -59,10 +59,16 @@ def daemon_state(daemon: Daemon) -> dict[str, Any]:
     return {
         "started_at": daemon.started_at,
         "collectors": collectors,
+        "spool": _spool(daemon),
         "queued": writer.storage.queued if writer else 0,
         "dropped": writer.storage.dropped if writer else 0,
         "version": __version__,
     }
+
+
+def _spool(daemon: Daemon) -> Path | None:
+    """Where the daemon keeps readings waiting for the next commit (shown as if stored)."""
+    return daemon.writer.storage.spool_path if daemon.writer else None
 
 
 def build_app(daemon: Daemon, db_path: Path, data_dir: Path) -> web.Application:
@@ -85,7 +91,7 @@ def build_app(daemon: Daemon, db_path: Path, data_dir: Path) -> web.Application:
         )
 
     async def api_latest(request: web.Request) -> web.Response:
-        body = await server(request).offload(_latest_json, db_path)
+        body = await server(request).offload(_latest_json, db_path, _spool(daemon))
         return _json(body)
 
     async def api_readings(request: web.Request) -> web.Response:
@@ -102,7 +108,7 @@ def build_app(daemon: Daemon, db_path: Path, data_dir: Path) -> web.Application:
                 query.get("metric") or None,
                 fmt,
                 False,  # utc
-                daemon.writer.storage.spool_path if daemon.writer else None,  # waiting
+                _spool(daemon),  # waiting
             )
         except UsageError as exc:
             raise web.HTTPBadRequest(text=f"{exc}\n", headers=SECURITY_HEADERS) from None
@@ -134,7 +140,6 @@ def _json(body: str) -> web.Response:
 
 
 def _dashboard_html(db_path: Path, data_dir: Path, view, state: dict[str, Any]) -> str:
-    from homepoll.storage import latest_readings
     from homepoll.watch import alert_texts, notices
 
     now_ms = int(time.time() * 1000)
@@ -145,7 +150,7 @@ def _dashboard_html(db_path: Path, data_dir: Path, view, state: dict[str, Any]) 
         collectors=state["collectors"],
         alerts=alert_texts(data_dir, MAX_ALERT_CHARS),
         notices=notices(db_path, state["started_at"]),
-        latest=latest_readings(db_path),
+        latest=readout.current_values(db_path, state.get("spool")),
         series=chart_series(db_path, view, now_ms),
     )
     return page.render(data, STYLESHEET)
@@ -154,17 +159,14 @@ def _dashboard_html(db_path: Path, data_dir: Path, view, state: dict[str, Any]) 
 def _metrics_body(db_path: Path, data_dir: Path, state: dict[str, Any]) -> bytes:
     # prometheus-client is loaded by the first scrape: 1.6 MB a dashboard-only user never pays
     from homepoll.health import open_alerts
-    from homepoll.storage import latest_readings
     from homepoll.web import metrics
 
     state = {**state, "alerts": len(open_alerts(data_dir))}
-    return metrics.exposition(latest_readings(db_path), state)
+    return metrics.exposition(readout.current_values(db_path, state.get("spool")), state)
 
 
-def _latest_json(db_path: Path) -> str:
-    from homepoll.storage import latest_readings
-
-    return readout.latest_json(latest_readings(db_path), time.time())
+def _latest_json(db_path: Path, spool: Path | None) -> str:
+    return readout.latest_json(readout.current_values(db_path, spool), time.time())
 
 
 def _health(data_dir: Path) -> tuple[int, list[str]]:
