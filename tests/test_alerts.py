@@ -290,3 +290,39 @@ def test_alert_command_runs_off_the_reporting_thread(tmp_path: Path, clock: Cloc
     assert not record.exists()
     assert alert.wait_commands(10)
     assert record.read_text() == "x"
+
+
+def test_a_daemon_whose_alert_command_leaves_a_grandchild_keeps_polling(
+    tmp_path: Path, setup_factory, daemons
+) -> None:
+    """Issue 11 item 2 end to end: the raise leaves ``setsid sleep`` holding the command's
+    stdout; Hue recovers and its alert clears within seconds, Amazon polls all along."""
+    from homepoll.simulator.aqm_api import AqmApiSimulator
+    from homepoll.simulator.hue_bridge import HueBridgeSimulator
+    from tests.conftest import wait_for
+
+    pidfile = tmp_path / "grandchild.pid"
+    command = ["sh", "-c", f"setsid sleep 60 & echo $! >> {pidfile}; echo notified"]
+    with HueBridgeSimulator() as hue, AqmApiSimulator() as aqm:
+        setup = setup_factory(hue=hue, aqm=aqm)
+        setup.write(alerts={"command": command})
+        alert = setup.data / "ALERT_HUE_AUTH_NEEDED.txt"
+        daemon = daemons(setup)
+        try:
+            wait_for(lambda: setup.row_count() > 0)
+            hue.revoke_key()
+            wait_for(alert.exists, timeout=10)
+            wait_for(pidfile.exists, timeout=10)  # the raise command ran, its grandchild lives
+            amazon_before = aqm.served.requests
+            hue.set_key("homepoll-new-key-fedcba9876543210")
+            setup.write_hue_key("homepoll-new-key-fedcba9876543210")
+            daemon.signal(signal.SIGHUP)
+            wait_for(lambda: not alert.exists(), timeout=10)  # main: never (poll stuck)
+            hue_before = hue.served.successes
+            wait_for(lambda: hue.served.successes >= hue_before + 2, timeout=10)
+            assert aqm.served.requests >= amazon_before + 2
+            assert daemon.stop() == 0
+        finally:
+            for pid in pidfile.read_text().split() if pidfile.exists() else []:
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
