@@ -131,9 +131,7 @@ def test_readings_command_formats_and_filters(hue_sim, setup_factory) -> None:
     assert "--since" in bad.stderr
 
 
-def test_once_at_the_default_commit_interval_reports_what_it_stored(
-    hue_sim, setup_factory
-) -> None:
+def test_once_at_the_default_commit_interval_reports_what_it_stored(hue_sim, setup_factory) -> None:
     setup: Setup = setup_factory(hue=hue_sim)
     setup.write(storage={"commit_interval": 300})  # the shipped default, not the tests' 0
     first = setup.cli("once")

@@ -6,7 +6,9 @@ The real daemon serves; every answer is checked against the database file it wro
 from __future__ import annotations
 
 import json
+import re
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,18 @@ def test_current_values_include_readings_waiting_for_the_commit(
     assert max(row["time"] for row in cli if row["metric"] == "temperature") >= newest_api
     metrics = get(setup.web_url + "metrics")[2].decode()
     assert "homepoll_temperature_celsius{" in metrics
+    page = get(setup.web_url)[2].decode()  # the charts draw the waiting readings too
+    drawn = re.search(r'data-chart="temperature" data-points="(\d+)"', page)
+    assert drawn and int(drawn.group(1)) >= 3, page[-500:]
+    from homepoll.storage.waiting import spool_of
+    from homepoll.web.queries import RANGES, chart_series
+
+    spool = spool_of(setup.data)
+    assert spool is not None
+    now_ms = int(time.time() * 1000)
+
+    def temperature_points(**kw) -> list:
+        series = chart_series(setup.db, RANGES["24h"], now_ms, **kw)
+        return [s.points for s in series if s.metric == "temperature"]
+
+    assert temperature_points(spool=spool) != temperature_points()  # newer values averaged in

@@ -151,7 +151,7 @@ def _dashboard_html(db_path: Path, data_dir: Path, view, state: dict[str, Any]) 
         alerts=alert_texts(data_dir, MAX_ALERT_CHARS),
         notices=notices(db_path, state["started_at"]),
         latest=readout.current_values(db_path, state.get("spool")),
-        series=chart_series(db_path, view, now_ms),
+        series=chart_series(db_path, view, now_ms, state.get("spool")),
     )
     return page.render(data, STYLESHEET)
 

@@ -98,8 +98,11 @@ def is_yes_no(unit: str) -> bool:
     return unit == "bool"
 
 
-def chart_series(path: Path, view: Range, now_ms: int) -> list[Series]:
-    """Every sensor's bucketed points over ``view`` ending at ``now_ms`` (empty ones left out)."""
+def chart_series(path: Path, view: Range, now_ms: int, spool: Path | None = None) -> list[Series]:
+    """Every sensor's bucketed points over ``view`` ending at ``now_ms`` (empty ones left out).
+
+    ``spool``: the daemon's readings waiting for the next commit, drawn as if stored.
+    """
     step = view.bucket_ms
     start = (now_ms - view.span_ms) // step * step
     params = {"start": start, "step": step, "end": now_ms}
@@ -108,10 +111,15 @@ def chart_series(path: Path, view: Range, now_ms: int) -> list[Series]:
             return []
         sensors = [Series(*row) for row in conn.execute(_SENSORS_SQL)]
         recent: dict[int, dict[int, list[float]]] = {}  # sensor -> bucket -> values in order
+
+        def add(sid: int, ts: int, value: float) -> None:
+            bucket = start + (ts - start) // step * step
+            recent.setdefault(sid, {}).setdefault(bucket, []).append(value)
+
         for sid, ts, value in conn.execute(_RECENT_SQL, params):
-            recent.setdefault(sid, {}).setdefault(start + (ts - start) // step * step, []).append(
-                value
-            )
+            add(sid, ts, value)
+        if spool is not None:
+            _add_waiting(sensors, spool, start, add)
         for series in sensors:
             own = {**params, "sid": series.sensor_id}
             extra = recent.get(series.sensor_id, {})
@@ -138,6 +146,19 @@ def _held(
     if points:
         points.append((now_ms, points[-1][1]))
     return points
+
+
+def _add_waiting(sensors: list[Series], spool: Path, start: int, add) -> None:
+    """Readings of the spool into the per-bucket values (a new sensor gets a series too)."""
+    from homepoll.storage.waiting import merge_waiting
+
+    known = {(s.source, s.device_id, s.metric): s.sensor_id for s in sensors}
+    for row in merge_waiting([], spool, start, None, None, None):
+        key = (row["source"], row["device_id"], row["metric"])
+        if key not in known:
+            known[key] = -len(known) - 1  # not in the sensors table yet: no stored points
+            sensors.append(Series(known[key], *key[:2], row["name"], row["metric"], row["unit"]))
+        add(known[key], row["ts"], row["value"])
 
 
 def _worth_drawing(series: Series) -> bool:
