@@ -12,22 +12,22 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from homepoll import __version__, lifecycle, notify, web
 from homepoll import mqtt as mqtt_feature
+from homepoll.clock_schedule import ClockAwareScheduler, ClockWatch, schedule_jitter
 from homepoll.collectors.base import build_collector, enabled_collectors
 from homepoll.config import Config, ConfigError, load_config
 from homepoll.hardening import warn_if_open_to_others
 from homepoll.logs import setup_logging
 from homepoll.poller import CollectorRunner, NextPoll, StorageWriter, build_runner
 from homepoll.status_file import RUNNING, STOPPED, StatusFile, place_status_file
+from homepoll.timefmt import duration_text
 
 log = logging.getLogger("homepoll.daemon")
 
@@ -35,60 +35,6 @@ SHUTDOWN_GRACE = 7.0
 """Seconds an in-flight poll may take to finish after SIGTERM; the rest of 10 s is for flushing."""
 
 PRUNE_EVERY = 6 * 3600.0
-
-CLOCK_JUMP_THRESHOLD = 2.0
-"""Seconds the wall clock may move against the monotonic clock between two scheduler wake-ups
-before it counts as a step (NTP slewing moves it by at most 0.5 ms per second)."""
-
-
-def _schedule_jitter(interval: float) -> float:
-    """A little random delay per run so many homepolls never hit one bridge in lockstep."""
-    return 0.0 if interval < 10 else min(interval * 0.02, 5.0)
-
-
-class ClockWatch:
-    """Notices steps of the wall clock (NTP sync after boot on a Pi, a date set by hand).
-
-    APScheduler 3 keeps its schedule in wall-clock time while it sleeps on the event loop's
-    monotonic timer, so after a step back every job looks hours away (polling would stall
-    until the clock caught up) and after a step forward every job looks overdue. Comparing
-    ``wall - monotonic`` between wake-ups measures the step so the daemon can move the schedule
-    with it.
-    """
-
-    def __init__(
-        self,
-        *,
-        wall: Callable[[], float] = time.time,
-        mono: Callable[[], float] = time.monotonic,
-        threshold: float = CLOCK_JUMP_THRESHOLD,
-    ) -> None:
-        self._wall = wall
-        self._mono = mono
-        self._threshold = threshold
-        self._offset = wall() - mono()
-
-    def check(self) -> float:
-        """Seconds the wall clock stepped since the last check (0.0 for none or mere drift)."""
-        offset = self._wall() - self._mono()
-        step = offset - self._offset
-        self._offset = offset  # drift below the threshold never adds up to a false step
-        return step if abs(step) >= self._threshold else 0.0
-
-
-class _Scheduler(AsyncIOScheduler):
-    """AsyncIOScheduler that lets the daemon absorb a wall-clock step before each decision."""
-
-    def __init__(self, *, before_processing: Callable[[], None], **options) -> None:
-        self._before_processing = before_processing
-        super().__init__(**options)
-
-    def _process_jobs(self):  # APScheduler 3.x: the one place that compares jobs with "now"
-        try:
-            self._before_processing()
-        except Exception:  # never let the check stop the scheduler
-            log.exception("checking the wall clock failed")
-        return super()._process_jobs()
 
 
 class Daemon:
@@ -101,7 +47,7 @@ class Daemon:
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
-        self._scheduler: AsyncIOScheduler | None = None
+        self._scheduler: ClockAwareScheduler | None = None
         self._writer: StorageWriter | None = None
         self._status: StatusFile | None = None
         self._reloading: asyncio.Task | None = None
@@ -147,7 +93,7 @@ class Daemon:
         self._mqtt = await mqtt_feature.start(self.config)  # before the first poll
         self._web = await web.start(self)  # its imports, too, before polls have a cadence
         self._clock_watch.check()  # start from the clock as it is now
-        self._scheduler = _Scheduler(
+        self._scheduler = ClockAwareScheduler(
             before_processing=self._absorb_clock_jump, event_loop=loop, timezone=UTC
         )
         self._scheduler.add_listener(
@@ -244,7 +190,7 @@ class Daemon:
         log.warning(
             "the wall clock jumped %s by %s; moving the poll schedule with it",
             "forward" if step > 0 else "back",
-            _duration(abs(step)),
+            duration_text(step),
         )
         for job in self._scheduler.get_jobs():
             if job.next_run_time is not None:
@@ -270,7 +216,7 @@ class Daemon:
 
     @staticmethod
     def _trigger(interval: float) -> IntervalTrigger:
-        return IntervalTrigger(seconds=interval, jitter=_schedule_jitter(interval), timezone=UTC)
+        return IntervalTrigger(seconds=interval, jitter=schedule_jitter(interval), timezone=UTC)
 
     async def _poll_job(self, name: str) -> None:
         task = asyncio.current_task()
@@ -425,14 +371,6 @@ class Daemon:
             runner.policy = runner.make_policy(settings.retry)
             self._apply_plan(name, runner.next_poll_plan())
             log.info("reload: %s now every %g s", name, runner.current_interval())
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
 
 
 def run_daemon(config: Config, *, on_report=None) -> int:

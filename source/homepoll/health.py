@@ -16,7 +16,7 @@ from homepoll.fsutil import disk_problems, format_size
 from homepoll.model import finite_number
 from homepoll.safetext import one_line, redact, safe_lines
 from homepoll.status_file import NO_DAEMON, STATUS_FILE, STOPPED
-from homepoll.timefmt import iso_utc, parse_iso
+from homepoll.timefmt import duration_text, iso_utc, parse_iso
 
 STATES = ("ok", "retrying", "failing", "auth_failed", "disabled")
 DEGRADED_STATES = ("failing", "auth_failed")
@@ -144,18 +144,6 @@ def evaluate(
     if degraded:
         return EXIT_DEGRADED, [f"degraded (pid {pid})", *degraded]
     return EXIT_HEALTHY, [f"healthy (pid {pid}, {len(collectors)} collectors)"]
-
-
-def duration_text(seconds: float) -> str:
-    """A span as a person reads it: "45 s", "12 min", "3.5 h", "2.0 d"."""
-    seconds = abs(seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
 
 
 def _ago(value: object, now: datetime) -> str:

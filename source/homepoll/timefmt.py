@@ -36,3 +36,15 @@ def parse_iso(value: object, *, naive_is_utc: bool = True) -> datetime | None:
     if moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC) if naive_is_utc else None
+
+
+def duration_text(seconds: float) -> str:
+    """A span as a person reads it: "45 s", "12 min", "3.5 h", "2.0 d"."""
+    seconds = abs(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
