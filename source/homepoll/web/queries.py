@@ -4,7 +4,7 @@ A year of 5-minute readings is ~105,000 rows per series; the browser gets one av
 per bucket (about 300 per series whatever the range). The average is taken per bucket by a
 correlated primary-key range seek ((sensor_id, ts) is the key of ``readings``), which is
 about five times faster than a GROUP BY over the whole range, because SQLite needs no sort
-(bench/run.py, "dashboard" figures). Everything here runs in a worker thread on a read-only
+(docs/performance.md, "dashboard" figures). Everything here runs in a worker thread on a read-only
 connection.
 """
 
