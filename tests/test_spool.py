@@ -11,6 +11,7 @@ import pytest
 
 from homepoll.model import Reading
 from homepoll.storage import PollRecord, Storage, query_readings
+from homepoll.storage import spool as spool_module
 from homepoll.storage.prune import DAY_MS, ClockGuard
 from homepoll.storage.spool import Spool, spool_folder, spool_path
 
@@ -167,3 +168,26 @@ def test_spool_lines_are_private(tmp_path: Path) -> None:
     storage.write([temp(T0, 20)], T0, None)
     assert os.stat(storage.spool_path).st_mode & 0o777 == 0o600
     storage.close()
+
+
+def test_the_spool_stays_bounded_like_the_queue_while_commits_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "COMPACT_FLOOR", 32 * 1024)
+    db = tmp_path / "readings.db"
+    storage = make(db, busy_timeout=0.001, queue_limit=500)
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        for i in range(60):  # 6,000 readings through a queue of 500
+            storage.write([temp(T0 + i * 100 + k, k) for k in range(100)], T0, None)
+            storage.flush()  # the commit fails: the queue drops its oldest
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert storage.queued == 500 and storage.dropped == 5500
+    assert storage.spool_path.stat().st_size < 160 * 1024  # not 6,000 readings' worth
+    assert storage.flush().stored == 500
+    again = make(db)  # a kill now: nothing replayed twice, nothing kept is lost
+    assert len(query_readings(db, 0)) == 500
+    again.close()

@@ -28,6 +28,9 @@ from homepoll.storage.rows import Batch, PollRecord
 
 log = logging.getLogger("homepoll.storage")
 
+COMPACT_FLOOR = 1 << 20
+"""A spool under twice this size is never compacted (a few thousand readings)."""
+
 PENDING_SUFFIX = ".pending"
 """``readings.db.pending``: what a stop could not write to the database, kept beside it on the
 same disk, because a stop often comes right before a reboot that empties tmpfs."""
@@ -142,6 +145,7 @@ class Spool:
         self._fd: int | None = None
         self._size = 0
         self._failing = False
+        self._compacted_size = 0  # size right after the last compaction
 
     @property
     def in_ram(self) -> bool:
@@ -186,6 +190,26 @@ class Spool:
             self._failing = False
         self._size += len(data)
         return True
+
+    def compact(self, batches: list[Batch]) -> None:
+        """While commits fail and the writer's queue drops its oldest readings, keep the spool
+        to what the queue still holds, so RAM stays bounded like the queue. Rewritten only
+        when it has doubled since the last time: the cost per poll stays constant."""
+        if self._size <= 2 * max(self._compacted_size, COMPACT_FLOOR):
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            with open(tmp, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as handle:
+                for batch in batches:
+                    handle.write(encode(batch))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot compact the spool %s: %s", self.path, exc)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return
+        self._close_fd()
+        self._size = self._compacted_size = self.path.stat().st_size
 
     def clear(self) -> None:
         """The database has everything: empty the spool and drop the pending file."""

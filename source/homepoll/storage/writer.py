@@ -349,7 +349,10 @@ class Storage:
         self._last_error = message
         if needs_reconnect(exc):
             self._db.disconnect()
+        dropped = self._queue.dropped
         self._queue.trim()
+        if self._spool is not None and self._queue.dropped > dropped:
+            self._spool.compact(self._queue.batches)
         return self._result(0)
 
     def _result(self, stored: int) -> WriteResult:
