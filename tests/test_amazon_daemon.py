@@ -150,7 +150,9 @@ def test_throttling_is_never_retried_and_pushes_polls_back_doubling(
     # One request per throttled poll: every throttled answer ended its poll after 1 attempt.
     rows = setup.query("SELECT attempts FROM polls WHERE outcome = 'rate_limited'")
     assert len(rows) == throttled and all(a == 1 for (a,) in rows), rows
-    assert "throttled by the source; next poll in" in setup.log_text()
+    log_text = setup.log_text()
+    assert "throttled by the source; next poll in" in log_text
+    assert not any(v in log_text for v in aqm_sim.valid_cookies.values())  # DEBUG log, no secret
 
 
 def test_status_says_throttled_by_amazon_until(aqm_sim, setup_factory, daemons) -> None:

@@ -113,13 +113,16 @@ def test_refresh_token_from_stdin_needs_no_password(de_sim, setup_factory) -> No
 
 def test_refresh_token_refused_or_unreadable(de_sim, setup_factory, tmp_path: Path) -> None:
     setup = login_setup(setup_factory, de_sim)
+    working = setup.cli("amazon-login", "--refresh-token", "-", input=de_sim.auth.issue_token())
+    assert working.returncode == 0, working.stderr
+    before = (setup.data / "amazon_auth.json").read_bytes()
     revoked = de_sim.auth.issue_token()
     de_sim.auth.revoke_tokens()
     result = setup.cli("amazon-login", "--refresh-token", "-", input=revoked)
     assert result.returncode == 1
     assert "refused the refresh token" in result.stderr
     assert revoked not in result.stderr  # Amazon's error quotes the token: masked
-    assert not (setup.data / "amazon_auth.json").exists()
+    assert (setup.data / "amazon_auth.json").read_bytes() == before  # nothing changed
     missing = setup.cli("amazon-login", "--refresh-token", str(tmp_path / "nope"))
     assert missing.returncode == 78, missing.stderr
     blank = setup.cli("amazon-login", "--refresh-token", "-", input="   \n")

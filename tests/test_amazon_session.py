@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,23 @@ def test_refused_cookies_with_a_token_are_not_an_auth_failure(setup_factory) -> 
         # within that poll, then the state request
         answers = [o for _, o in sim.graphql_requests]
         assert answers[2:] == ["unauthorized", "ok", "ok"], answers
+
+
+def test_a_configured_domain_that_disagrees_with_the_account_is_an_override_with_a_warning(
+    setup_factory, caplog
+) -> None:
+    with AqmApiSimulator(monitors=1, marketplace="amazon.de") as sim:
+        setup = _token_setup(setup_factory, sim, domain="amazon.co.uk")
+        settings = load_config(setup.config_path).amazon_aqm
+        caplog.set_level(logging.INFO, logger="homepoll")
+        collector = AmazonAqmCollector(settings)
+        assert collector.session.load() and collector.session.marketplace == "amazon.co.uk"
+        assert collector.session.marketplace == "amazon.co.uk"  # warned once, not twice
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "domain is amazon.co.uk but the account signed in on amazon.de" in (
+            warnings[0].getMessage()
+        )
+        default = AmazonAqmCollector(replace(settings, domain="amazon.com"))
+        default.session.load()
+        assert default.session.marketplace == "amazon.de"  # the default follows the account

@@ -109,7 +109,7 @@ async def _finish(settings: AmazonAqmSettings, auth, explicit_domain: bool) -> i
     from homepoll.collectors.amazon_aqm.authfile import save_auth_file
     from homepoll.collectors.amazon_aqm.session import AmazonSession
 
-    session = AmazonSession(settings)
+    session = AmazonSession(settings, persist=False)
     session.auth = auth
     config_domain, found = settings.domain, None
     try:

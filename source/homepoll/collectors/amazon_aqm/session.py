@@ -64,9 +64,11 @@ class AmazonSession:
         *,
         clock: Callable[[], float] = time.time,
         use_auth_file: bool = True,
+        persist: bool = True,
     ) -> None:
         self.settings = settings
         self._use_auth_file = use_auth_file
+        self._persist = persist  # False: amazon-login saves the file itself, once it all worked
         self._clock = clock
         self.auth: AuthData | None = None
         self.jar = CookieJar()
@@ -163,14 +165,22 @@ class AmazonSession:
 
     def save_if_changed(self) -> None:
         """Keep what Amazon set on its answers: written atomically, 0600, only when changed."""
-        if not self.jar.changed:
+        if not self.jar.changed or not self._persist:
+            return
+        path = Path(self.settings.auth_file if self.auth else self.settings.cookies_file)
+        try:
+            st = os.stat(path)
+            on_disk = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            on_disk = None
+        if self._stamp is not None and on_disk != self._stamp:
+            # a new sign-in or import wrote it meanwhile: it wins, the next poll reads it
+            log.debug("%s changed on disk during the poll; not overwriting it", path)
             return
         if self.auth is not None:
             self.auth.cookies = self.jar.as_dict()
-            path = Path(self.settings.auth_file)
             save_auth_file(path, self.auth)
         else:
-            path = Path(self.settings.cookies_file)
             save_cookie_file(path, self.jar.as_dict())
         self.jar.changed = False
         st = os.stat(path)
