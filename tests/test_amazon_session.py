@@ -225,3 +225,26 @@ def test_a_configured_domain_that_disagrees_with_the_account_is_an_override_with
         default = AmazonAqmCollector(replace(settings, domain="amazon.com"))
         default.session.load()
         assert default.session.marketplace == "amazon.de"  # the default follows the account
+
+
+def test_a_sign_in_during_a_poll_is_not_overwritten_by_that_poll(setup_factory) -> None:
+    with AqmApiSimulator(monitors=1) as sim:
+        setup = _token_setup(setup_factory, sim)
+        settings = load_config(setup.config_path).amazon_aqm
+        path = setup.data / "amazon_auth.json"
+
+        async def run() -> None:
+            collector = AmazonAqmCollector(settings)
+            await collector.collect(5.0)
+            # mid-poll: Amazon rotates a cookie, and amazon-login writes a new token
+            collector.session.jar.absorb(["session-token=rotated-value-1"], "127.0.0.1")
+            fresh = AuthData(sim.auth.issue_token(), "SERIAL0002", "amazon.com")
+            save_auth_file(path, fresh)
+            collector.session.save_if_changed()
+            assert json.loads(path.read_text())["device_serial"] == "SERIAL0002"
+            await collector.collect(5.0)  # the next poll reads the new file
+            assert collector.session.auth is not None
+            assert collector.session.auth.device_serial == "SERIAL0002"
+            await collector.aclose()
+
+        asyncio.run(run())
