@@ -17,7 +17,7 @@ from homepoll.web.queries import DAY_MS, HOUR_MS, Range, Series
 WIDTH, HEIGHT = 480, 200
 LEFT, RIGHT, TOP, BOTTOM = 40, 6, 10, 24
 PALETTE = 8
-LANE = 24  # px per device in a band chart (its name above the band)
+LANE = 30  # px per device in a band chart: its name, then its band, then a gap
 GAP_BUCKETS = 6  # a line breaks where this many buckets in a row have no reading
 
 
@@ -194,14 +194,14 @@ def band_chart(
     for index, one in enumerate(series):
         top = TOP + index * LANE
         parts.append(
-            f'<text class="lane" x="{frame.x0 + 2}" y="{top + 9}">{escape(one.name)}</text>'
+            f'<text class="lane" x="{frame.x0 + 2}" y="{top + 11}">{escape(one.name)}</text>'
         )
         label = escape(one.name)
         for begin, finish in _bands(one.points, view.bucket_ms):
             x1, x2 = frame.x(begin), frame.x(min(finish, end_ms))
             parts.append(
                 f'<rect class="band c{index % PALETTE}" data-series="{label}" x="{x1:.1f}" '
-                f'y="{top + 12}" width="{max(x2 - x1, 1.0):.1f}" height="{LANE - 15}"/>'
+                f'y="{top + 16}" width="{max(x2 - x1, 1.0):.1f}" height="{LANE - 20}"/>'
             )
     parts.append("</svg>")
     return "".join(parts)
