@@ -55,7 +55,15 @@ def collector(sim: HueBridgeSimulator, **settings: object) -> HueCollector:
 
 
 def collect(c: HueCollector, timeout: float = 2.0) -> CollectResult:
-    return asyncio.run(c.collect(timeout))
+    """One poll, then the kept connection closed (as the daemon does at stop)."""
+
+    async def run() -> CollectResult:
+        try:
+            return await c.collect(timeout)
+        finally:
+            await c.aclose()
+
+    return asyncio.run(run())
 
 
 def by_metric(result: CollectResult, device_id: str) -> dict[str, Reading]:

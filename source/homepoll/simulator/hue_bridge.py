@@ -9,9 +9,11 @@ units, so tests can check that homepoll stored each measurement exactly once, in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
+import socket
 import ssl
 import threading
 import time
@@ -106,6 +108,8 @@ class HueBridgeSimulator:
         self.faults = FaultPlan(FAULT_KINDS)
         self.served = ServedLog()
         self.switch_battery = 90  # the dimmer switch's battery, %; tests set it low
+        self.handshakes = 0  # TLS handshakes completed: one per connection, not per poll
+        self._connections: set[socket.socket] = set()  # kept-alive client connections
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -169,7 +173,12 @@ class HueBridgeSimulator:
             return
         self.stopping.set()
         server.shutdown()
-        server.server_close()  # joins the handler threads
+        with self._lock:
+            kept = list(self._connections)
+        for sock in kept:  # wake handler threads waiting for a kept-alive client's next request
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        server.server_close()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -184,6 +193,18 @@ class HueBridgeSimulator:
         self.stop()
 
     # ------------------------------------------------------------------ controls
+
+    def count_handshake(self) -> None:
+        with self._lock:
+            self.handshakes += 1
+
+    def connection_opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(sock)
+
+    def connection_closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(sock)
 
     @property
     def key(self) -> str | None:

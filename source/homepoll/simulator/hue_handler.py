@@ -2,7 +2,7 @@
 
 Routes: ``/api/config`` (no key), ``/api/<key>/sensors[/<id>]``, ``POST /api`` (pairing),
 ``/clip/v2/resource[/<type>]`` (header ``hue-application-key``) and the test controls under
-``/_sim/`` (``faults``, ``revoke``, ``press_button``, ``served``).
+``/_sim/`` (``faults``, ``revoke``, ``press_button``, ``served``, ``stats``).
 """
 
 from __future__ import annotations
@@ -44,12 +44,15 @@ class HueHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         """Finish the TLS handshake in this handler's thread, never in the accept loop."""
+        self.sim.connection_opened(self.request)
         if isinstance(self.request, ssl.SSLSocket):
             self.request.settimeout(HANDSHAKE_TIMEOUT)
             try:
                 self.request.do_handshake()
             except (OSError, ValueError):  # a client that refused our certificate, or left
                 self._broken = True
+            else:
+                self.sim.count_handshake()
             self.request.settimeout(None)
         super().setup()
 
@@ -57,8 +60,14 @@ class HueHandler(BaseHTTPRequestHandler):
         if not self._broken:
             try:
                 super().handle()
-            except (ssl.SSLError, ConnectionError):
+            except (ssl.SSLError, ConnectionError, TimeoutError):
                 self.close_connection = True
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.sim.connection_closed(self.request)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -186,6 +195,11 @@ class HueHandler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/_sim/served":
             self._json(200, [asdict(s) for s in self.sim.served.snapshot()])
+            return
+        if path == "/_sim/stats":
+            self._json(
+                200, {"handshakes": self.sim.handshakes, "requests": self.sim.served.requests}
+            )
             return
         if path.rstrip("/") in ("/api/config", "/api/0/config"):
             self._json(200, self.sim.config_json())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import ssl
 import struct
 
 
@@ -18,6 +19,10 @@ def peer_closed(conn: socket.socket) -> bool:
         readable, _, _ = select.select([conn], [], [], 0)
         if not readable:
             return False
+        if isinstance(conn, ssl.SSLSocket):
+            # No peeking through TLS; a client waiting for its answer sends nothing, so
+            # anything readable (a close_notify alert, EOF) means it has gone.
+            return True
         return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except OSError:
         return True

@@ -69,16 +69,16 @@ async def fetch_certificate(host: str, port: int, timeout: float) -> str | None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    writer = None
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(host, port, ssl=context)
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            try:
+                der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            finally:
+                writer.close()
+                await writer.wait_closed()
     except (OSError, TimeoutError, ssl.SSLError):
         return None
-    finally:
-        if writer is not None:
-            writer.close()
     return ssl.DER_cert_to_PEM_cert(der) if der else None
 
 
