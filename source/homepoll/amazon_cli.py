@@ -175,13 +175,13 @@ async def _list_monitors(settings: AmazonAqmSettings, what: str, use_auth_file: 
         await collector.aclose()
     if not monitors:
         print(
-            f"homepoll: the {what} works but no air-quality monitor was found on "
+            f"homepoll: Amazon accepted the {what} but no air-quality monitor was found on "
             f"{settings.domain}; check collectors.amazon_aqm.domain (the marketplace of your "
             "Amazon account)",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    print(f"the {what} works; {len(monitors)} monitor(s) found:")
+    print(f"Amazon accepted the {what}; {len(monitors)} monitor(s) found:")
     for monitor in monitors:
         print(f"  {escape_control(monitor.name)}  ({monitor.endpoint_id})")
     return EXIT_OK
