@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from homepoll.model import SensorKey
@@ -52,7 +53,12 @@ def test_discovery_and_retained_state_reach_a_real_broker(
     daemon = daemons(setup)
     with Subscriber(broker, "homeassistant/#", "homepoll/#") as live:
         wait_for(lambda: len(_configs(live)) >= 20 and _hubs_described(live), timeout=20)
-    configs = _configs(live)
+        configs = _configs(live)
+        # Home Assistant's birth message makes homepoll send every config again
+        before = _config_count(live)
+        with Subscriber(broker, client_id="home-assistant") as ha:
+            ha.client.publish("homeassistant/status", b"online", qos=1)
+            wait_for(lambda: _config_count(live) >= before + len(configs), timeout=10)
     problems = {t: check_config(t, c, "homeassistant") for t, c in configs.items()}
     assert {t: p for t, p in problems.items() if p} == {}
     classes = {c.get("device_class") for c in configs.values()}
@@ -64,6 +70,12 @@ def test_discovery_and_retained_state_reach_a_real_broker(
         if via:  # every via_device is a device homepoll describes too
             assert any(via in c["device"]["identifiers"] for c in configs.values())
 
+    # status, /metrics and the dashboard tell the link
+    metrics = httpx.get(setup.web_url + "metrics", timeout=5).text
+    assert "homepoll_mqtt_connected 1.0" in metrics
+    assert "homepoll_mqtt_last_publish_timestamp_seconds" in metrics
+    assert 'data-mqtt="connected"' in httpx.get(setup.web_url, timeout=5).text
+    assert "MQTT: connected to 127.0.0.1" in setup.cli("status").stdout
     assert daemon.stop() == 0
     # A client that connects later gets every state as a retained message: the values of
     # the last poll, as served; and the availability topic says offline after a clean stop.
@@ -108,6 +120,10 @@ def _configs(sub: Subscriber) -> dict[str, dict]:
     }
 
 
+def _config_count(sub: Subscriber) -> int:
+    return len([m for m in sub.snapshot() if m.topic.endswith("/config")])
+
+
 def _hubs_described(sub: Subscriber) -> bool:
     """Both collectors' hub devices (the sensors' via_device) have a config of their own."""
     configs = _configs(sub).values()
@@ -144,8 +160,20 @@ def test_hostile_sensor_names_never_make_an_invalid_or_escaping_topic(
         else:
             parts = topic.split("/")
             assert all(re.fullmatch(r"_?[a-z0-9_]+", p) for p in parts[1:]), topic
-    for message in watch.snapshot():  # names inside payloads are JSON-escaped, not raw
-        assert b"\x1b" not in message.payload and b"\x00" not in message.payload
+    by_unique_id: dict[str, set[str]] = {}
+    names: list[str] = []
+    for message in watch.snapshot():
+        if not message.payload.startswith(b"{"):
+            continue
+        body = json.loads(message.payload)  # names reach no consumer with raw controls
+        name = body["device"]["name"] if "device" in body else body.get("name", "")
+        assert not re.search(r"[\x00-\x1f\x7f]", name), name
+        if "unique_id" in body:
+            by_unique_id.setdefault(body["unique_id"], set()).add(message.topic)
+            names.append(name)
+    # a renamed device keeps one config topic per entity (renamed in HA, not duplicated)
+    assert all(len(topics) == 1 for topics in by_unique_id.values())
+    assert any("\\x1b[31mred" in name for name in names)  # the rename reached HA
 
 
 def test_a_wrong_password_is_one_error_then_an_alert_and_polling_goes_on(
@@ -162,6 +190,8 @@ def test_a_wrong_password_is_one_error_then_an_alert_and_polling_goes_on(
     wait_for(lambda: setup.row_count() > rows_then, timeout=10)  # polling and storing go on
     status = setup.cli("status")
     assert "NOT connected" in status.stdout
+    assert "homepoll_mqtt_connected 0.0" in httpx.get(setup.web_url + "metrics").text
+    assert 'data-mqtt="disconnected"' in httpx.get(setup.web_url, timeout=5).text
     errors = [line for line in setup.log_text().splitlines() if " ERROR " in line]
     assert len([e for e in errors if "refused the login" in e]) == 1, errors
     assert "mqtt.password_file" in errors[0]

@@ -17,8 +17,11 @@ from typing import Any
 from homepoll import __version__
 from homepoll.model import SensorKey
 from homepoll.mqtt.topics import object_id, short_hash, slug
+from homepoll.safetext import one_line
 
 NODE_ID = "homepoll"
+MAX_NAME = 100
+"""Characters of a sensor name shown in Home Assistant (controls escaped, see one_line)."""
 EXPIRE_INTERVALS = 3
 """A value older than this many poll intervals shows as unavailable in Home Assistant."""
 
@@ -103,7 +106,7 @@ def device_info(key: SensorKey, name: str, hub: str) -> dict[str, Any]:
     manufacturer, model, _hub_model = _MAKERS.get(key.source, (key.source, key.source, ""))
     return {
         "identifiers": [f"homepoll_{slug(key.source)}_{short_hash(key.source, key.device_id)}"],
-        "name": name,
+        "name": one_line(name, MAX_NAME) or key.device_id,
         "manufacturer": manufacturer,
         "model": model,
         "via_device": hub,

@@ -21,8 +21,10 @@ import aiomqtt
 
 from homepoll.model import SensorKey
 from homepoll.mqtt import outbox
+from homepoll.mqtt.discovery import MAX_NAME
 from homepoll.mqtt.link import BrokerLink
 from homepoll.mqtt.state import TopicBook
+from homepoll.safetext import one_line
 
 log = logging.getLogger("homepoll.mqtt")
 
@@ -33,8 +35,10 @@ IDLE_CHECK = 30.0
 
 
 def event_payload(event: outbox.Event) -> bytes:
-    """``{"ts": unix ms, "value": ..., "unit": ..., "name": ...}``; json escapes the name."""
-    body = {"ts": event.ts, "value": event.value, "unit": event.unit, "name": event.name}
+    """``{"ts": unix ms, "value": ..., "unit": ..., "name": ...}``; a name's control
+    characters are escaped (``\x1b``), so no consumer ever gets them raw."""
+    name = one_line(event.name, MAX_NAME)
+    body = {"ts": event.ts, "value": event.value, "unit": event.unit, "name": name}
     return json.dumps(body, separators=(",", ":")).encode()
 
 

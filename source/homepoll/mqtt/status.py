@@ -41,8 +41,12 @@ class MqttStatus:
     events_published: int = 0
     events_repeated: int = 0  # sent again after a lost connection (at-least-once)
 
+    def snapshot(self) -> dict[str, Any]:
+        """For /metrics and the dashboard: a copy, times as unix seconds."""
+        return asdict(self)
+
     def as_dict(self) -> dict[str, Any]:
-        """For status.json, /metrics and the dashboard: times as ISO-8601 UTC strings."""
+        """For status.json: times as ISO-8601 UTC strings."""
         out = asdict(self)
         out["since"] = iso_or_none(self.since)
         out["last_publish"] = iso_or_none(self.last_publish)

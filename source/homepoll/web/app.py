@@ -63,6 +63,7 @@ def daemon_state(daemon: Daemon) -> dict[str, Any]:
         "queued": writer.storage.queued if writer else 0,
         "dropped": writer.storage.dropped if writer else 0,
         "version": __version__,
+        "mqtt": daemon.mqtt_status.snapshot() if daemon.mqtt_status is not None else None,
     }
 
 
@@ -148,6 +149,7 @@ def _dashboard_html(db_path: Path, data_dir: Path, view, state: dict[str, Any]) 
         now_ms=now_ms,
         version=state["version"],
         collectors=state["collectors"],
+        mqtt=state.get("mqtt"),
         alerts=alert_texts(data_dir, MAX_ALERT_CHARS),
         notices=notices(db_path, state["started_at"]),
         latest=readout.current_values(db_path, state.get("spool")),

@@ -120,6 +120,37 @@ class _Snapshot:
         yield InfoMetricFamily(
             "homepoll", "homepoll build information", value={"version": self.state["version"]}
         )
+        if self.state.get("mqtt"):
+            yield from _mqtt(self.state["mqtt"])
+
+
+def _mqtt(mqtt: dict[str, Any]) -> Iterator[Metric]:
+    """The broker link (MqttStatus.snapshot()), only while MQTT is on."""
+    yield GaugeMetricFamily(
+        "homepoll_mqtt_connected",
+        "1 while connected to the MQTT broker",
+        value=int(bool(mqtt["connected"])),
+    )
+    yield CounterMetricFamily(
+        "homepoll_mqtt_published", "MQTT messages the broker acknowledged", value=mqtt["published"]
+    )
+    if mqtt.get("last_publish") is not None:
+        yield GaugeMetricFamily(
+            "homepoll_mqtt_last_publish_timestamp_seconds",
+            "Unix time of the broker's last acknowledgement",
+            value=mqtt["last_publish"],
+        )
+    if mqtt.get("events_enabled"):
+        yield GaugeMetricFamily(
+            "homepoll_mqtt_events_backlog",
+            "Stored readings not yet acknowledged as MQTT events",
+            value=mqtt.get("backlog") or 0,
+        )
+        yield CounterMetricFamily(
+            "homepoll_mqtt_events_repeated",
+            "Events sent again after a lost connection (at-least-once delivery)",
+            value=mqtt.get("events_repeated", 0),
+        )
 
 
 def exposition(latest: Sequence[dict[str, Any]], state: dict[str, Any]) -> bytes:

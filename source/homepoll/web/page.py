@@ -57,6 +57,7 @@ class Dashboard:
     now_ms: int
     version: str
     collectors: list[dict[str, Any]] = field(default_factory=list)
+    mqtt: dict[str, Any] | None = None  # MqttStatus.snapshot() when MQTT is on
     alerts: list[tuple[str, str]] = field(default_factory=list)  # (file name, first lines)
     notices: list[str] = field(default_factory=list)
     latest: list[dict[str, Any]] = field(default_factory=list)
@@ -103,6 +104,8 @@ def _collector_strip(data: Dashboard) -> str:
             f'data-collector="{escape(entry["name"])}"><b>{escape(entry["name"])}</b> '
             f'<span class="state">{escape(state)}</span> <small>{seen}</small>{detail}</li>'
         )
+    if data.mqtt is not None:
+        items.append(_mqtt_item(data.mqtt, now))
     for name, text in data.alerts:
         items.append(
             f'<li class="alert bad" data-alert="{escape(name)}"><b>{escape(name)}</b>'
@@ -110,6 +113,24 @@ def _collector_strip(data: Dashboard) -> str:
         )
     items += [f'<li class="alert warn">{escape(line)}</li>' for line in data.notices]
     return f'<ul class="strip">{"".join(items)}</ul>'
+
+
+def _mqtt_item(mqtt: dict[str, Any], now: float) -> str:
+    """The broker link: connected or not, the events backlog, the last acknowledged publish."""
+    connected = bool(mqtt.get("connected"))
+    last = mqtt.get("last_publish")
+    seen = f"last publish {age_text(now - last)} ago" if last else "nothing published yet"
+    parts = [seen.replace("now ago", "just now")]
+    if mqtt.get("events_enabled"):
+        parts.append(f"backlog {int(mqtt.get('backlog') or 0)}")
+    error = mqtt.get("last_error") if not connected else None
+    detail = f'<div class="err">{escape(str(error))}</div>' if error else ""
+    return (
+        f'<li class="collector {"ok" if connected else "bad"}" data-mqtt="'
+        f'{"connected" if connected else "disconnected"}"><b>MQTT</b> '
+        f'<span class="state">{"connected" if connected else "not connected"}</span> '
+        f"<small>{escape(str(mqtt.get('broker', '')))} · {' · '.join(parts)}</small>{detail}</li>"
+    )
 
 
 def _device_cards(data: Dashboard) -> str:
