@@ -132,11 +132,13 @@ def make_workdir(
     commit_interval: float = 0,
     root: Path | None = None,
     web: str | None = None,
+    extra_config: str = "",
 ) -> Path:
     """A temporary folder with config.yaml, data/, the Hue key and the Amazon cookies.
 
     ``web``: the web face's listen address; None switches it off (figures side by side would
-    fight over its one default port, and bench/_web.py measures it on and off apart)."""
+    fight over its one default port, and bench/_web.py measures it on and off apart).
+    ``extra_config``: more top-level YAML (the MQTT figures' ``mqtt:`` section)."""
     folder = Path(tempfile.mkdtemp(prefix="hpbench-", dir=root))
     data = folder / "data"
     data.mkdir()
@@ -157,7 +159,7 @@ def make_workdir(
         "log: {level: INFO}\n"
         f"storage: {{commit_interval: {commit_interval}}}\n"
         f"web: {{enabled: {'true' if web else 'false'}, listen: '{web or '127.0.0.1:8321'}'}}\n"
-        f"collectors:\n{hue}\n{aqm}\n"
+        f"collectors:\n{hue}\n{aqm}\n" + extra_config
     )
     config.chmod(0o600)
     from homepoll.cookies import save_cookie_file
@@ -195,6 +197,7 @@ class Daemon:
         command: list[str] | None = None,
         runtime_dir: bool = False,
         web: str | None = None,
+        extra_config: str = "",
     ) -> None:
         """``runtime_dir``: run as the systemd unit does, with RUNTIME_DIRECTORY on tmpfs
         (/dev/shm), where homepoll keeps status.json behind a data/status.json symlink."""
@@ -205,6 +208,7 @@ class Daemon:
             commit_interval=commit_interval,
             root=root,
             web=web,
+            extra_config=extra_config,
         )
         self.data = self.dir / "data"
         self.config = self.dir / "config.yaml"

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _flash
 import _measure as m
+import _mqtt
 import _storage
 import _web
 from _report import build_table, flash_key, render, scale_table
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             log("waiting for the long RSS run to reach its poll count ...")
         results["long_rss"] = long_future.result()
     long_pool.shutdown()
+    results["mqtt"] = _mqtt.phase(plan.quick, log)  # issue 15: MQTT off/on, backlog drain
     results["elapsed_s"] = time.monotonic() - started
 
     rows, judged = build_table(plan, results)
@@ -273,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results["scale"]))
     print()
     print("\n".join(web_lines(results["web"])))
+    print()
+    print(render(_mqtt.table(results["mqtt"])))
     print()
     missed = [name for name, ok in judged if not ok]
     print(f"{results['mode']} run, {results['elapsed_s']:.0f} s; results in {args.out}")

@@ -77,6 +77,13 @@ def _received(sub: Subscriber) -> dict[str, list[int]]:
     return out
 
 
+def _mqtt_status(setup: Setup) -> dict:
+    try:
+        return json.loads((setup.data / "status.json").read_text()).get("mqtt") or {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _unique_count(sub: Subscriber) -> int:
     return len({(m.topic, m.payload) for m in sub.snapshot()})
 
@@ -100,8 +107,11 @@ def test_every_stored_reading_arrives_in_order_across_outages_and_kills(
             broker.start()
             wait_for(sub.subscribed.is_set, timeout=10)
             wait_for(lambda: _unique_count(sub) >= backlog, timeout=60)
-            broker.stop()  # a stretch of polls with the broker away
-            time.sleep(4)
+            broker.stop()  # a stretch of polls with the broker away: the backlog grows
+            wait_for(lambda: _mqtt_status(setup).get("connected") is False, timeout=10)
+            low = _mqtt_status(setup)["backlog"] or 0
+            wait_for(lambda: (_mqtt_status(setup).get("backlog") or 0) > low + 5, timeout=10)
+            time.sleep(2)
             broker.start()
             wait_for(sub.subscribed.is_set, timeout=10)
             time.sleep(3)

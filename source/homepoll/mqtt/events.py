@@ -96,10 +96,9 @@ class EventPump:
 
     async def run(self) -> None:
         while True:
-            await self.link.up.wait()
             client = self.link.client
-            if client is None:
-                await asyncio.sleep(0.1)
+            if client is None or not self.link.up.is_set():
+                await self._while_down()
                 continue
             try:
                 batch = await self._db(outbox.read_batch, self._conn, self._cursor, BATCH)
@@ -145,6 +144,20 @@ class EventPump:
             messages.append((self.book.events_topic(key, event.name), event_payload(event), False))
         self._sent_upto = max(self._sent_upto, batch[-1].seq)
         await self.link.publish(client, messages)
+
+    async def _while_down(self) -> None:
+        """Keep the backlog figure true while the broker is away (one O(1) query after
+        each poll), until the link is up again."""
+        self._wake.clear()
+        with contextlib.suppress(sqlite3.Error):
+            self.status.backlog = await self._db(outbox.backlog, self._conn)
+        up = asyncio.ensure_future(self.link.up.wait())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({up, woken}, timeout=IDLE_CHECK, return_when="FIRST_COMPLETED")
+        finally:
+            up.cancel()
+            woken.cancel()
 
     async def _wait_for_new_link(self, old: aiomqtt.Client) -> None:
         """Let the link notice the loss and reconnect (or, if the link is fine and only slow,

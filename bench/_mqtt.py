@@ -1,0 +1,240 @@
+"""Issue 15's figures: what MQTT costs, and how fast a backlog drains.
+
+- CPU per poll and RSS of three daemons polling the same simulators in the same seconds:
+  MQTT off, MQTT on (retained state + discovery + events, a real Mosquitto), and MQTT on
+  with the broker unreachable (a poll must not get slower, memory must not grow).
+- The drain rate of the events backlog a one-day outage leaves at the default intervals
+  (20 Hue sensors every 60 s, one air-quality monitor with 7 metrics every 300 s, every
+  poll a new value: an upper bound), with the daemon's RSS while it drains.
+
+Needs Debian's mosquitto; without it the figures are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from _daemon import Daemon, Simulators  # noqa: E402
+from _measure import devices_for  # noqa: E402
+
+DAY = 86_400
+HUE_SENSORS, HUE_INTERVAL = 20, 60
+AQM_METRICS, AQM_INTERVAL = 7, 300
+
+
+def _broker_parts():
+    from tests.mqtt_support import MOSQUITTO, MOSQUITTO_PASSWD, PASSWORD, USER, Broker, Subscriber
+
+    if MOSQUITTO is None or MOSQUITTO_PASSWD is None:
+        return None
+    return Broker, Subscriber, USER, PASSWORD
+
+
+def _mqtt_yaml(port: int, password_file: Path, user: str) -> str:
+    return (
+        f"mqtt: {{enabled: true, host: 127.0.0.1, port: {port}, username: {user},"
+        f" password_file: '{password_file}', events: true}}\n"
+    )
+
+
+def _window(daemon: Daemon, warmup: int, measured: int) -> dict:
+    """CPU per poll (Hue and Amazon together) and RSS between two quiet moments."""
+    daemon.wait_ready()
+    daemon.wait_polls("hue", warmup, warmup * 2 + 30)
+    time.sleep(0.1)
+    before, p0 = daemon.sample(), daemon.polls("hue")
+    daemon.wait_polls("hue", p0 + measured, measured * 3 + 30)
+    time.sleep(0.1)
+    after, n = daemon.sample(), daemon.polls("hue") - p0
+    return {
+        "polls": n,
+        "cpu_per_poll": (after.cpu_ns - before.cpu_ns) / 1e9 / n,
+        "rss_kb": after.rss_kb,
+        "rss_growth_kb": after.rss_kb - before.rss_kb,
+        "hwm_kb": after.hwm_kb,
+        "stored": daemon.stored(),
+        "mqtt": daemon.status().get("mqtt"),
+    }
+
+
+def cost(sensors: int, monitors: int, warmup: int, measured: int) -> dict:
+    """MQTT off / on / broker down, side by side in one run."""
+    parts = _broker_parts()
+    if parts is None:
+        return {"skipped": "mosquitto is not installed"}
+    broker_cls, subscriber_cls, user, password = parts
+    with tempfile.TemporaryDirectory(prefix="hpbench-mqtt-") as tmp:
+        folder = Path(tmp)
+        secret = folder / "mqtt_password"
+        secret.write_text(password + "\n")
+        secret.chmod(0o600)
+        broker = broker_cls(folder / "broker").start()
+        dead_port = broker_cls(folder / "nobody").port  # configured, never started
+        try:
+            with (
+                Simulators(devices_for(sensors), monitors) as sims,
+                subscriber_cls(broker, "homepoll/#", "homeassistant/#") as watcher,
+            ):
+                variants = {
+                    "off": "",
+                    "on": _mqtt_yaml(broker.port, secret, user),
+                    "broker down": _mqtt_yaml(dead_port, secret, user),
+                }
+                daemons = {
+                    name: Daemon(sims, hue_interval=1, aqm_interval=1, extra_config=extra)
+                    for name, extra in variants.items()
+                }
+                try:
+                    with cf.ThreadPoolExecutor(len(daemons)) as pool:
+                        futures = {
+                            name: pool.submit(_window, d, warmup, measured)
+                            for name, d in daemons.items()
+                        }
+                        out = {name: f.result() for name, f in futures.items()}
+                finally:
+                    for daemon in daemons.values():
+                        daemon.stop()
+                out["on"]["messages_seen"] = len(watcher.snapshot())
+        finally:
+            broker.kill()
+    return out
+
+
+def _prefill(db: Path, seconds: int) -> int:
+    """``seconds`` of readings at the default intervals, queued for MQTT as a broker
+    outage of that length leaves them."""
+    from homepoll.model import Reading
+    from homepoll.mqtt import outbox
+    from homepoll.storage import Storage
+
+    storage = Storage(db, commit_interval=0)
+    storage.open()
+    conn = outbox.connect(db)
+    outbox.start_capture(conn)
+    conn.close()
+    start = int((time.time() - seconds) * 1000)
+    rows = 0
+    for t in range(0, seconds, HUE_INTERVAL):
+        ts = start + t * 1000
+        batch = [
+            Reading("hue", f"sensor-{i}", f"Sensor {i}", "temperature", "degC", ts, 20 + t % 7)
+            for i in range(HUE_SENSORS)
+        ]
+        if t % AQM_INTERVAL == 0:
+            batch += [
+                Reading("amazon_aqm", "monitor", "Monitor", f"m{k}", "index", ts, t % 50)
+                for k in range(AQM_METRICS)
+            ]
+        storage.write(batch, ts, None)
+        rows += len(batch)
+    storage.close()
+    return rows
+
+
+def drain(seconds: int = DAY) -> dict:
+    """Readings per second from a full outbox to an empty one, through a real broker to a
+    subscriber, with the daemon's RSS and peak RSS at the end."""
+    parts = _broker_parts()
+    if parts is None:
+        return {"skipped": "mosquitto is not installed"}
+    broker_cls, subscriber_cls, user, password = parts
+    with tempfile.TemporaryDirectory(prefix="hpbench-drain-") as tmp:
+        folder = Path(tmp)
+        secret = folder / "mqtt_password"
+        secret.write_text(password + "\n")
+        secret.chmod(0o600)
+        broker = broker_cls(folder / "broker").start()
+        rows: list[int] = []
+        try:
+            with (
+                Simulators(1, 0) as sims,
+                subscriber_cls(broker, "homepoll/+/+/events") as watcher,
+            ):
+                daemon = Daemon(
+                    sims,
+                    hue_interval=None,
+                    aqm_interval=None,
+                    extra_config=_mqtt_yaml(broker.port, secret, user),
+                    seed=lambda db: rows.append(_prefill(db, seconds)),
+                )
+                try:
+                    daemon.wait_ready()
+                    cursor = _cursor_reader(daemon.db)
+                    first = daemon.wait_for(lambda: cursor() > 0, 60, step=0.005)
+                    start_seq = cursor()
+                    done = daemon.wait_for(lambda: cursor() >= rows[0], 600, step=0.01)
+                    sample = daemon.sample()
+                finally:
+                    daemon.stop()
+                seen = len(watcher.snapshot())
+        finally:
+            broker.kill()
+    moved = rows[0] - start_seq
+    return {
+        "outage_s": seconds,
+        "backlog": rows[0],
+        "seconds": done - first,
+        "rate": moved / max(done - first, 1e-9),
+        "rss_kb": sample.rss_kb,
+        "hwm_kb": sample.hwm_kb,
+        "events_seen": seen,
+    }
+
+
+def _cursor_reader(db: Path):
+    def read() -> int:
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+            try:
+                row = conn.execute("SELECT seq FROM mqtt_cursor WHERE id = 1").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return 0
+        return int(row[0]) if row else 0
+
+    return read
+
+
+def table(results: dict) -> list[list[str]]:
+    """Rows for bench/run.py's output and docs/performance.md."""
+    head = ["MQTT figure", "off", "on (state + events)", "on, broker down"]
+    cost_r = results.get("cost", {})
+    if "skipped" in cost_r:
+        return [head, [f"skipped: {cost_r['skipped']}", "", "", ""]]
+    names = ("off", "on", "broker down")
+    rows = [
+        head,
+        ["CPU per poll (ms)", *(f"{cost_r[n]['cpu_per_poll'] * 1000:.2f}" for n in names)],
+        ["RSS (MB)", *(f"{cost_r[n]['rss_kb'] / 1024:.1f}" for n in names)],
+        ["RSS growth over the window (KB)", *(f"{cost_r[n]['rss_growth_kb']}" for n in names)],
+    ]
+    d = results.get("drain", {})
+    if "skipped" not in d and d:
+        rows.append(
+            [
+                f"drain after {d['outage_s'] / 3600:g} h outage ({d['backlog']:,} readings)",
+                "",
+                f"{d['rate']:,.0f} readings/s ({d['seconds']:.1f} s),"
+                f" RSS {d['rss_kb'] / 1024:.1f} MB, peak {d['hwm_kb'] / 1024:.1f} MB",
+                "",
+            ]
+        )
+    return rows
+
+
+def phase(quick: bool, log) -> dict:
+    """Called by bench/run.py."""
+    log("MQTT: CPU per poll and RSS, off / on / broker down, side by side ...")
+    out = {"cost": cost(20, 1, 2 if quick else 5, 3 if quick else 30)}
+    log("MQTT: backlog drain after a one-day outage ...")
+    out["drain"] = drain(DAY // 24 if quick else DAY)
+    return out
