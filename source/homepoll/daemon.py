@@ -330,6 +330,8 @@ class Daemon:
             setup_logging(new.log)
         if new.storage.path != old.storage.path or new.data_dir != old.data_dir:
             log.warning("reload: data_dir and storage.path changes take effect after a restart")
+        if new.mqtt != old.mqtt:
+            log.warning("reload: mqtt changes take effect after a restart")
         for name in set(enabled_collectors(old)) | set(enabled_collectors(new)):
             await self._reload_collector(name, old, new)
         if self._writer is not None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import socket
 import ssl
@@ -33,10 +34,13 @@ KEEPALIVE = 60
 """Seconds between pings on an idle link; a dead broker is noticed within 1.5 times this."""
 CONNECT_TIMEOUT = 10.0
 PUBLISH_TIMEOUT = 15.0
-"""Seconds to wait for the broker's acknowledgement of one QoS 1 message."""
+"""Seconds to wait for the broker's acknowledgements of a run of QoS 1 messages (plus 10 ms
+per message)."""
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 60.0
 MAX_INFLIGHT = 20
+MAX_PENDING = 1000
+"""Messages awaiting acknowledgement before aiomqtt warns (one events batch is 200)."""
 
 
 def client_id(data_dir: Path) -> str:
@@ -150,6 +154,8 @@ class BrokerLink:
             max_inflight_messages=MAX_INFLIGHT,
             logger=logging.getLogger("homepoll.mqtt.paho"),
         )
+        # aiomqtt warns per publish beyond 10 awaiting acknowledgement; a batch is 200 by design
+        client.pending_calls_threshold = MAX_PENDING
         async with client:
             await client.publish(
                 self.status_topic, b"online", qos=1, retain=True, timeout=PUBLISH_TIMEOUT
@@ -218,21 +224,27 @@ class BrokerLink:
         if client is not self.client:
             raise aiomqtt.MqttError("not connected")
         lost = self._lost
+        # One deadline for the whole run (a per-message timeout costs a task per message).
         sends = asyncio.gather(
             *(
-                client.publish(topic, payload, qos=1, retain=retain, timeout=PUBLISH_TIMEOUT)
+                client.publish(topic, payload, qos=1, retain=retain, timeout=math.inf)
                 for topic, payload, retain in messages
             )
         )
         watch = asyncio.ensure_future(lost.wait())
         try:
-            done, _ = await asyncio.wait({sends, watch}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {sends, watch},
+                timeout=PUBLISH_TIMEOUT + len(messages) / 100,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             watch.cancel()
         if sends not in done:
             sends.cancel()
             await asyncio.gather(sends, return_exceptions=True)
-            raise aiomqtt.MqttError("connection lost while waiting for acknowledgements")
+            why = "connection lost" if lost.is_set() else "no acknowledgement in time"
+            raise aiomqtt.MqttError(f"{why} while waiting for acknowledgements")
         sends.result()  # raises the first failure
         self.status.acknowledged(len(messages))
 

@@ -35,7 +35,7 @@ class Series:
     topic: str
     payload: str | None = None
     state_sent: bool = False
-    config_sent: str | None = None  # the discovery config last acknowledged, as sent
+    config_sent: tuple[str, str, str] | None = None  # (name, unit, topic) HA last got
 
 
 class TopicBook:
