@@ -13,11 +13,14 @@ Needs Debian's mosquitto; without it the figures are skipped with the reason.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,12 +33,30 @@ HUE_SENSORS, HUE_INTERVAL = 20, 60
 AQM_METRICS, AQM_INTERVAL = 7, 300
 
 
-def _broker_parts():
+@contextlib.contextmanager
+def _mosquitto(prefix: str) -> Iterator[SimpleNamespace | None]:
+    """A running broker with homepoll's user, its password file, and the test subscriber
+    class; None when mosquitto is not installed."""
     from tests.mqtt_support import MOSQUITTO, MOSQUITTO_PASSWD, PASSWORD, USER, Broker, Subscriber
 
     if MOSQUITTO is None or MOSQUITTO_PASSWD is None:
-        return None
-    return Broker, Subscriber, USER, PASSWORD
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        folder = Path(tmp)
+        secret = folder / "mqtt_password"
+        secret.write_text(PASSWORD + "\n")
+        secret.chmod(0o600)
+        broker = Broker(folder / "broker").start()
+        try:
+            yield SimpleNamespace(
+                broker=broker,
+                subscriber=Subscriber,
+                config=lambda port: _mqtt_yaml(port, secret, USER),
+                spare_port=Broker(folder / "nobody").port,  # configured, never started
+            )
+        finally:
+            broker.kill()
 
 
 def _mqtt_yaml(port: int, password_file: Path, user: str) -> str:
@@ -67,44 +88,33 @@ def _window(daemon: Daemon, warmup: int, measured: int) -> dict:
 
 def cost(sensors: int, monitors: int, warmup: int, measured: int) -> dict:
     """MQTT off / on / broker down, side by side in one run."""
-    parts = _broker_parts()
-    if parts is None:
-        return {"skipped": "mosquitto is not installed"}
-    broker_cls, subscriber_cls, user, password = parts
-    with tempfile.TemporaryDirectory(prefix="hpbench-mqtt-") as tmp:
-        folder = Path(tmp)
-        secret = folder / "mqtt_password"
-        secret.write_text(password + "\n")
-        secret.chmod(0o600)
-        broker = broker_cls(folder / "broker").start()
-        dead_port = broker_cls(folder / "nobody").port  # configured, never started
-        try:
-            with (
-                Simulators(devices_for(sensors), monitors) as sims,
-                subscriber_cls(broker, "homepoll/#", "homeassistant/#") as watcher,
-            ):
-                variants = {
-                    "off": "",
-                    "on": _mqtt_yaml(broker.port, secret, user),
-                    "broker down": _mqtt_yaml(dead_port, secret, user),
-                }
-                daemons = {
-                    name: Daemon(sims, hue_interval=1, aqm_interval=1, extra_config=extra)
-                    for name, extra in variants.items()
-                }
-                try:
-                    with cf.ThreadPoolExecutor(len(daemons)) as pool:
-                        futures = {
-                            name: pool.submit(_window, d, warmup, measured)
-                            for name, d in daemons.items()
-                        }
-                        out = {name: f.result() for name, f in futures.items()}
-                finally:
-                    for daemon in daemons.values():
-                        daemon.stop()
-                out["on"]["messages_seen"] = len(watcher.snapshot())
-        finally:
-            broker.kill()
+    with _mosquitto("hpbench-mqtt-") as mq:
+        if mq is None:
+            return {"skipped": "mosquitto is not installed"}
+        with (
+            Simulators(devices_for(sensors), monitors) as sims,
+            mq.subscriber(mq.broker, "homepoll/#", "homeassistant/#") as watcher,
+        ):
+            variants = {
+                "off": "",
+                "on": mq.config(mq.broker.port),
+                "broker down": mq.config(mq.spare_port),
+            }
+            daemons = {
+                name: Daemon(sims, hue_interval=1, aqm_interval=1, extra_config=extra)
+                for name, extra in variants.items()
+            }
+            try:
+                with cf.ThreadPoolExecutor(len(daemons)) as pool:
+                    futures = {
+                        name: pool.submit(_window, d, warmup, measured)
+                        for name, d in daemons.items()
+                    }
+                    out = {name: f.result() for name, f in futures.items()}
+            finally:
+                for daemon in daemons.values():
+                    daemon.stop()
+            out["on"]["messages_seen"] = len(watcher.snapshot())
     return out
 
 
@@ -142,47 +152,36 @@ def _prefill(db: Path, seconds: int) -> int:
 def drain(seconds: int = DAY) -> dict:
     """Readings per second from a full outbox to an empty one, through a real broker to a
     subscriber, with the daemon's RSS and peak RSS at the end."""
-    parts = _broker_parts()
-    if parts is None:
-        return {"skipped": "mosquitto is not installed"}
-    broker_cls, subscriber_cls, user, password = parts
-    with tempfile.TemporaryDirectory(prefix="hpbench-drain-") as tmp:
-        folder = Path(tmp)
-        secret = folder / "mqtt_password"
-        secret.write_text(password + "\n")
-        secret.chmod(0o600)
-        broker = broker_cls(folder / "broker").start()
-        rows: list[int] = []
-        try:
-            with (
-                Simulators(1, 0) as sims,
-                subscriber_cls(broker, "homepoll/+/+/events") as watcher,
-            ):
-                daemon = Daemon(
-                    sims,
-                    hue_interval=None,
-                    aqm_interval=None,
-                    extra_config=_mqtt_yaml(broker.port, secret, user),
-                    seed=lambda db: rows.append(_prefill(db, seconds)),
-                )
-                try:
-                    daemon.wait_ready()
-                    cursor = _cursor_reader(daemon.db)
-                    first = daemon.wait_for(lambda: cursor() > 0, 60, step=0.005)
-                    start_seq = cursor()
-                    done = daemon.wait_for(lambda: cursor() >= rows[0], 600, step=0.01)
-                    sample = daemon.sample()
-                finally:
-                    daemon.stop()
-                seen = len(watcher.snapshot())
-        finally:
-            broker.kill()
-    moved = rows[0] - start_seq
+    rows: list[int] = []
+    with _mosquitto("hpbench-drain-") as mq:
+        if mq is None:
+            return {"skipped": "mosquitto is not installed"}
+        with (
+            Simulators(1, 0) as sims,
+            mq.subscriber(mq.broker, "homepoll/+/+/events") as watcher,
+        ):
+            daemon = Daemon(
+                sims,
+                hue_interval=None,
+                aqm_interval=None,
+                extra_config=mq.config(mq.broker.port),
+                seed=lambda db: rows.append(_prefill(db, seconds)),
+            )
+            try:
+                daemon.wait_ready()
+                cursor = _cursor_reader(daemon.db)
+                first = daemon.wait_for(lambda: cursor() > 0, 60, step=0.005)
+                start_seq = cursor()
+                done = daemon.wait_for(lambda: cursor() >= rows[0], 600, step=0.01)
+                sample = daemon.sample()
+            finally:
+                daemon.stop()
+            seen = len(watcher.snapshot())
     return {
         "outage_s": seconds,
         "backlog": rows[0],
         "seconds": done - first,
-        "rate": moved / max(done - first, 1e-9),
+        "rate": (rows[0] - start_seq) / max(done - first, 1e-9),
         "rss_kb": sample.rss_kb,
         "hwm_kb": sample.hwm_kb,
         "events_seen": seen,
