@@ -31,6 +31,7 @@ HANDSHAKE_TIMEOUT = 5.0
 
 
 class HueHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep connections open, as real bridges do
     server_version = "nginx"
     sys_version = ""
     _broken = False
