@@ -333,6 +333,7 @@ def test_status_says_not_running_after_stop(hue_sim, setup_factory, daemons) -> 
     daemon = daemons(setup)
     wait_for(lambda: hue_state(setup).get("state") == "ok")
     assert setup.cli("status").returncode == 0
+    assert hue_state(setup).get("throttled_by") is None  # never throttled, so named by none
     assert daemon.stop() == 0
     result = setup.cli("status")
     assert result.returncode == 2

@@ -293,7 +293,9 @@ class CollectorRunner:
             outcomes=dict(self.outcomes),
             alert_open=bool(self.alert and self.alert.is_open),
             throttled_until=iso_or_none(self.throttled_until),
-            throttled_by=getattr(self.collector, "vendor", self.name),
+            throttled_by=(
+                getattr(self.collector, "vendor", self.name) if self.throttled_until else None
+            ),
         )
         if self.writer is not None:
             self.status.update_storage(**self.writer.stats())
