@@ -24,7 +24,7 @@ from homepoll.errors import (
     RateLimitedError,
     TransientError,
 )
-from homepoll.safetext import redact
+from homepoll.safetext import one_line, redact
 
 log = logging.getLogger("homepoll.collectors.amazon_aqm")
 
@@ -86,11 +86,9 @@ def _classify(response: httpx.Response, body: bytes, cookies: Iterable[str]) -> 
     if status >= 500:
         raise TransientError(f"Amazon answered HTTP {status}")
     if status != 200 and _throttled_text(text):
-        raise throttled(
-            f"Amazon is throttling requests (HTTP {status}: {_scrub(_short(text), cookies)})"
-        )
+        raise throttled(f"Amazon is throttling requests (HTTP {status}: {scrub(text, cookies)})")
     if status != 200:
-        raise PermanentError(f"Amazon answered HTTP {status}: {_scrub(_short(text), cookies)}")
+        raise PermanentError(f"Amazon answered HTTP {status}: {scrub(text, cookies)}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -134,13 +132,13 @@ def _check_graphql_errors(item: object, cookies: Iterable[str]) -> None:
                 "the cookies have expired or are invalid"
             )
         if code.upper() in _THROTTLE_CODES or _throttled_text(message):
-            raise throttled(f"Amazon is throttling requests ({code or _short(message)})")
+            raise throttled(f"Amazon is throttling requests ({code or one_line(message, 200)})")
         messages.append(f"{message} [{code}]" if code else message)
     if item.get("data") is None:
         raise PermanentError(
-            "Amazon answered with an error: " + _scrub(_short("; ".join(messages)), cookies)
+            "Amazon answered with an error: " + scrub("; ".join(messages), cookies)
         )
-    log.debug("Amazon answered with data and errors: %s", _short("; ".join(messages)))
+    log.debug("Amazon answered with data and errors: %s", one_line("; ".join(messages), 200))
 
 
 def _throttled_text(text: str) -> bool:
@@ -156,16 +154,6 @@ def _strip_query(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
 
 
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    """Belt and braces: no secret may survive into a message, whatever echoed it."""
-    return redact(text, secrets)
-
-
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` shortened, with every secret in ``secrets`` (and every registered one) masked."""
-    return _scrub(_short(text), secrets)
+    """``text`` on one line of at most 200 characters, every secret (given or registered) masked."""
+    return one_line(text, 200, secrets)

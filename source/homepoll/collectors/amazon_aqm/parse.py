@@ -12,11 +12,12 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from homepoll.errors import PermanentError
-from homepoll.model import CollectResult, Reading
+from homepoll.model import CollectResult, Reading, finite_number
+from homepoll.safetext import one_line
+from homepoll.timefmt import parse_iso
 
 log = logging.getLogger("homepoll.collectors.amazon_aqm")
 
@@ -166,25 +167,12 @@ def _temperature(prop: dict[str, Any]) -> float | None:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if number == number and abs(number) != float("inf") else None
+    return finite_number(value, from_text=True)  # Alexa sends some numbers as text
 
 
 def _ts_ms(text: object) -> int | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    return int(moment.timestamp() * 1000)
+    moment = parse_iso(text, naive_is_utc=False)  # Alexa always sends an offset
+    return None if moment is None else int(moment.timestamp() * 1000)
 
 
 def text_of(holder: object) -> str | None:
@@ -238,13 +226,9 @@ def endpoints_of(answer: Any, alias: str = "listEndpoints") -> list[Any]:
     if not isinstance(endpoints, list):
         shape = sorted(item)[:8] if isinstance(item, dict) else type(item).__name__
         raise PermanentError(
-            _short(
-                f"unknown answer shape from Amazon (expected data.{alias}.endpoints, got {shape})"
+            one_line(
+                f"unknown answer shape from Amazon (expected data.{alias}.endpoints, got {shape})",
+                200,
             )
         )
     return endpoints
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
