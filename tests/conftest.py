@@ -38,6 +38,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, every: float =
         time.sleep(every)
 
 
+def shipped_defaults(setup: Setup) -> Setup:
+    """The test config without commit_interval: the daemon runs at the shipped 300 s."""
+    setup.settings["storage"].pop("commit_interval", None)
+    setup.write()
+    assert "commit_interval" not in setup.config_path.read_text()
+    return setup
+
+
 @pytest.fixture
 def hue_sim() -> Iterator[HueBridgeSimulator]:
     with HueBridgeSimulator(update_period=1.0) as sim:

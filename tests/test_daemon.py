@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
-from tests.conftest import Setup, assert_every_served_stored_once, free_port, wait_for
+from tests.conftest import (
+    Setup,
+    assert_every_served_stored_once,
+    free_port,
+    shipped_defaults,
+    wait_for,
+)
 
 ALERT = "ALERT_HUE_AUTH_NEEDED.txt"
 
@@ -63,10 +69,13 @@ def test_daemon_survives_faults_and_stores_every_served_measurement_once(
     assert "throttled" in log
 
 
+@pytest.mark.parametrize("storage", ["commit_interval 0", "shipped defaults"])
 def test_auth_failure_raises_alert_that_survives_restart_and_clears_on_new_key(
-    hue_sim, setup_factory, daemons
+    storage, hue_sim, setup_factory, daemons
 ) -> None:
     setup = setup_factory(hue=hue_sim)
+    if storage == "shipped defaults":
+        shipped_defaults(setup)
     alert = setup.data / ALERT
     daemon = daemons(setup)
     wait_for(lambda: setup.row_count() > 0)

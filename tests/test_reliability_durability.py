@@ -28,7 +28,7 @@ import pytest
 
 from homepoll.simulator.aqm_api import AqmApiSimulator
 from homepoll.simulator.hue_bridge import HueBridgeSimulator
-from tests.conftest import Setup, wait_for
+from tests.conftest import Setup, shipped_defaults, wait_for
 from tests.reliability_support import (
     FAKETIME_LIB,
     assert_every_served_stored_once,
@@ -43,14 +43,6 @@ from tests.reliability_support import (
 
 PERIOD = 1.0  # the simulators' update period: values change every poll (interval 1 s)
 IN_FLIGHT = 0.5  # a request this close before a kill may belong to a poll the kill cut short
-
-
-def shipped_defaults(setup: Setup) -> Setup:
-    """The test config without commit_interval: the daemon runs at the shipped 300 s."""
-    setup.settings["storage"].pop("commit_interval", None)
-    setup.write()
-    assert "commit_interval" not in setup.config_path.read_text()
-    return setup
 
 
 def _wall_arrivals(sim) -> list[float]:
