@@ -37,9 +37,14 @@ needs_mosquitto = pytest.mark.skipif(
 
 class Broker:
     """``mosquitto -c`` on 127.0.0.1:<free port>; stop (SIGTERM), kill (SIGKILL), start again
-    on the same port."""
+    on the same port.
 
-    def __init__(self, folder: Path) -> None:
+    ``persistence``: the broker saves its sessions at a clean stop and loads them at start, so
+    a watcher's persistent session outlives a restart and nothing published before the
+    watcher is back slips past it (a SIGKILL restarts from the last clean stop's file).
+    """
+
+    def __init__(self, folder: Path, *, persistence: bool = False) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -53,14 +58,15 @@ class Broker:
             )
         passwords.chmod(0o600)
         self.conf = folder / "mosquitto.conf"
+        saved = f"persistence true\npersistence_location {folder}/\n"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             # as root, mosquitto would switch to a "mosquitto" user that cannot read tmp_path
             f"user {getpass.getuser()}\n"
             "allow_anonymous false\n"
             f"password_file {passwords}\n"
-            "persistence false\n"
-            "max_queued_messages 100000\n"
+            + (saved if persistence else "persistence false\n")
+            + "max_queued_messages 100000\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"log_dest file {folder / 'mosquitto.log'}\n"
         )
