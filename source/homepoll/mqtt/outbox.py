@@ -8,15 +8,25 @@ acknowledgement, and rows behind it are deleted except the newest, which keeps S
 handing out a ``seq`` below the cursor again. The trigger exists only while
 ``mqtt.events`` is on, so with events off a reading costs nothing extra.
 
+Retention (``drop_older``, run by storage's prune): events of readings older than
+``storage.retention_days`` that the broker never acknowledged are dropped by moving the
+cursor past them, so a broker gone for months does not grow the outbox without bound and
+``seq`` keeps having no holes after the cursor.
+
 No MQTT library here: the daemon calls ``drop_capture`` with MQTT off. The tables are created by the
 storage schema (migration 4).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from homepoll.storage.schema import transaction
+
+log = logging.getLogger("homepoll.mqtt")
 
 TRIGGER = "mqtt_outbox_capture"
 _CREATE_TRIGGER = f"""CREATE TRIGGER IF NOT EXISTS {TRIGGER} AFTER INSERT ON readings_recent
@@ -90,15 +100,56 @@ def read_batch(conn: sqlite3.Connection, after: int, limit: int) -> list[Event]:
 
 def acknowledge(conn: sqlite3.Connection, seq: int) -> None:
     """The broker has every event up to ``seq``: move the cursor, drop what is behind it."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(
-            "INSERT INTO mqtt_cursor (id, seq) VALUES (1, ?)"
-            " ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)",
-            (seq,),
-        )
+    with transaction(conn):
+        _move_cursor(conn, seq)
         conn.execute("DELETE FROM mqtt_outbox WHERE seq < ?", (seq,))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+
+
+def _move_cursor(conn: sqlite3.Connection, seq: int) -> None:
+    """Forward only: a late, older acknowledgement never moves it back."""
+    conn.execute(
+        "INSERT INTO mqtt_cursor (id, seq) VALUES (1, ?)"
+        " ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)",
+        (seq,),
+    )
+
+
+def drop_older(conn: sqlite3.Connection, cutoff_ms: int, batch: int = 10_000) -> int:
+    """Retention: drop the unacknowledged events at the head of the outbox whose reading is
+    older than ``cutoff_ms`` (unix ms); return how many were never published (one WARNING).
+
+    The cursor moves to just before the first unacknowledged event still within retention
+    (or to the newest event when none is), so nothing within retention is skipped and the
+    newest row stays as the guard against ``seq`` reuse. The outbox is in database order,
+    which is time order but for a reading stored late (a spool replayed days after): such an
+    old event behind a newer one stays and is published; there are few of them.
+    Rows behind the cursor are deleted ``batch`` at a time (short write locks).
+    """
+    with transaction(conn):
+        after = cursor(conn)
+        newest = conn.execute("SELECT max(seq) FROM mqtt_outbox").fetchone()[0]
+        kept = conn.execute(
+            "SELECT seq FROM mqtt_outbox WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT 1",
+            (after, cutoff_ms),
+        ).fetchone()
+        upto = kept[0] - 1 if kept else int(newest or 0)
+        dropped = max(0, upto - after)
+        if dropped:
+            _move_cursor(conn, upto)
+    while True:
+        with transaction(conn):
+            deleted = conn.execute(
+                "DELETE FROM mqtt_outbox WHERE seq IN (SELECT seq FROM mqtt_outbox WHERE seq <"
+                " (SELECT seq FROM mqtt_cursor WHERE id = 1) ORDER BY seq LIMIT ?)",
+                (batch,),
+            ).rowcount
+        if deleted < batch:
+            break
+    if dropped:
+        log.warning(
+            "MQTT events: %d readings older than storage.retention_days were never published"
+            " (the broker was away longer than that); they were dropped from the outbox and"
+            " are no longer in the database either",
+            dropped,
+        )
+    return dropped

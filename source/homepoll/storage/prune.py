@@ -16,9 +16,9 @@ so a poll that arrives during a big prune waits milliseconds, not seconds."""
 
 
 def delete_older(conn: sqlite3.Connection, cutoff_ms: int) -> Iterator[int]:
-    """Delete readings and poll rows with a time before ``cutoff_ms``; yield readings deleted
-    per transaction, so a caller knows how far it got when an SQLite error (which propagates)
-    stops it.
+    """Delete readings and poll rows with a time before ``cutoff_ms``, and the MQTT events of
+    such readings never published; yield readings deleted per transaction, so a caller knows
+    how far it got when an SQLite error (which propagates) stops it.
 
     Deletes by primary-key range, per sensor, in small transactions.
     """
@@ -48,6 +48,10 @@ def delete_older(conn: sqlite3.Connection, cutoff_ms: int) -> Iterator[int]:
         >= PRUNE_BATCH
     ):
         pass
+    if conn.execute("SELECT 1 FROM mqtt_outbox LIMIT 1").fetchone():  # mqtt.events (v4)
+        from homepoll.mqtt.outbox import drop_older  # plain SQL, no MQTT library
+
+        drop_older(conn, cutoff_ms, PRUNE_BATCH)
 
 
 def newest_polled_ms(conn: sqlite3.Connection) -> int | None:
