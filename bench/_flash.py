@@ -47,13 +47,15 @@ def flash(
     history_days: float,
     *,
     runtime_dir: bool = True,
+    extra_config: str = "",
 ) -> dict:
     """write_bytes per simulated day at the default intervals (60 s Hue, 300 s Amazon).
 
     Time runs COMPRESSION times faster: intervals 1 s / 5 s, commit_interval scaled the
     same way, sensors changing every 5 s (every 5th Hue poll sees new values: "mostly
     unchanged"). Bytes per day = bytes in the window x 86400 / (window x COMPRESSION).
-    ``runtime_dir`` runs it as the systemd unit does (status.json on tmpfs).
+    ``runtime_dir`` runs it as the systemd unit does (status.json on tmpfs); ``extra_config``
+    is appended to the config (bench/_mqtt.py: the same run with MQTT events on).
 
     The daemon runs with the move of readings_recent into readings switched off (a 60 s
     window would catch a six-hourly move in one run out of six); the move is measured
@@ -75,6 +77,7 @@ def flash(
             ),
             command=command,
             runtime_dir=runtime_dir,
+            extra_config=extra_config,
         )
         try:
             daemon.wait_ready()

@@ -6,6 +6,8 @@
 - The drain rate of the events backlog a one-day outage leaves at the default intervals
   (20 Hue sensors every 60 s, one air-quality monitor with 7 metrics every 300 s, every
   poll a new value: an upper bound), with the daemon's RSS while it drains.
+- SD-card writes per day with MQTT off and with state + events on (broker up), side by side,
+  measured as figure 5 measures them (bench/_flash.py) at the shipped commit_interval.
 
 Needs Debian's mosquitto; without it the figures are skipped with the reason.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +28,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import _flash  # noqa: E402
 from _daemon import Daemon, Simulators  # noqa: E402
 from _measure import devices_for  # noqa: E402
 
@@ -64,6 +68,40 @@ def _mqtt_yaml(port: int, password_file: Path, user: str) -> str:
         f"mqtt: {{enabled: true, host: 127.0.0.1, port: {port}, username: {user},"
         f" password_file: '{password_file}', events: true}}\n"
     )
+
+
+def flash_cost(seconds: float, history_days: float, runs: int) -> dict:
+    """Flash bytes per day, MQTT off and on (state + events, broker up), side by side.
+
+    Figure 5's method (bench/_flash.py: time compressed 60x, writeback emulated, a
+    3-day-old database, the merge measured apart) with 20 Hue sensors and one monitor at
+    the shipped commit_interval (300 s); with events on, each commit also queues its
+    readings in the outbox and each acknowledged batch moves the cursor in a transaction
+    of its own. The median of ``runs`` pairs.
+    """
+    with _mosquitto("hpbench-flash-") as mq:
+        if mq is None:
+            return {"skipped": "mosquitto is not installed"}
+        variants = {"off": "", "on": mq.config(mq.broker.port)}
+        found: dict[str, list[dict]] = {name: [] for name in variants}
+        for _ in range(runs):
+            with cf.ThreadPoolExecutor(len(variants)) as pool:
+                futures = {}
+                for name, extra in variants.items():
+                    futures[name] = pool.submit(
+                        _flash.flash, 20, 1, 300, seconds, history_days, extra_config=extra
+                    )
+                    time.sleep(0.3)  # staggered, as run.py does: imports would stall polls
+                for name, future in futures.items():
+                    found[name].append(future.result())
+    return {
+        name: {
+            "bytes_per_day": statistics.median(r["bytes_per_day"] for r in results),
+            "rows_per_day": statistics.median(r["rows_per_day"] for r in results),
+            "runs": [r["bytes_per_day"] for r in results],
+        }
+        for name, results in found.items()
+    }
 
 
 def _window(daemon: Daemon, warmup: int, measured: int) -> dict:
@@ -210,12 +248,23 @@ def table(results: dict) -> list[list[str]]:
     if "skipped" in cost_r:
         return [head, [f"skipped: {cost_r['skipped']}", "", "", ""]]
     names = ("off", "on", "broker down")
-    rows = [
-        head,
-        ["CPU per poll (ms)", *(f"{cost_r[n]['cpu_per_poll'] * 1000:.2f}" for n in names)],
-        ["RSS (MB)", *(f"{cost_r[n]['rss_kb'] / 1024:.1f}" for n in names)],
-        ["RSS growth over the window (KB)", *(f"{cost_r[n]['rss_growth_kb']}" for n in names)],
-    ]
+    rows = [head]
+    if cost_r:
+        rows += [
+            ["CPU per poll (ms)", *(f"{cost_r[n]['cpu_per_poll'] * 1000:.2f}" for n in names)],
+            ["RSS (MB)", *(f"{cost_r[n]['rss_kb'] / 1024:.1f}" for n in names)],
+            ["RSS growth over the window (KB)", *(f"{cost_r[n]['rss_growth_kb']}" for n in names)],
+        ]
+    f = results.get("flash", {})
+    if "skipped" not in f and f:
+        rows.append(
+            [
+                "flash writes per day, commit_interval 300 (MB)",
+                f"{f['off']['bytes_per_day'] / 2**20:.2f}",
+                f"{f['on']['bytes_per_day'] / 2**20:.2f}",
+                "",
+            ]
+        )
     d = results.get("drain", {})
     if "skipped" not in d and d:
         rows.append(
@@ -236,4 +285,7 @@ def phase(quick: bool, log) -> dict:
     out = {"cost": cost(20, 1, 2 if quick else 5, 3 if quick else 30)}
     log("MQTT: backlog drain after a one-day outage ...")
     out["drain"] = drain(DAY // 24 if quick else DAY)
+    log("MQTT: flash writes per day, off / on (state + events), side by side ...")
+    # the flash phase's window and database age (bench/run.py QUICK / FULL)
+    out["flash"] = flash_cost(6, 1, 1) if quick else flash_cost(60, 3, 3)
     return out
