@@ -7,6 +7,9 @@ committed at once, later readings wait in memory and the spool (storage/spool.py
 SIGHUP, a SIGTERM or the next start after a SIGKILL commits them, and the outbox trigger
 queues them for MQTT in that commit. A stored backlog of 6,000 readings (what a long outage
 leaves) makes the drain long enough to kill the broker in the middle of it.
+
+And a broker gone longer than ``storage.retention_days``: the daemon's prune drops only the
+events older than that (one WARNING with the count), and the rest still goes out.
 """
 
 from __future__ import annotations
@@ -201,3 +204,39 @@ def test_every_served_measurement_is_published_in_order_across_outages_and_kills
     )
     # Only the batches in flight at the broker's stop and kill may be repeated.
     assert duplicates <= 2 * BATCH
+
+
+def test_a_broker_gone_longer_than_the_retention_loses_only_older_events(
+    hue_sim, setup_factory, daemons, tmp_path: Path
+) -> None:
+    broker = Broker(tmp_path / "broker", persistence=True).start()
+    setup = shipped_defaults(setup_factory(hue=hue_sim))
+    mqtt_setup(setup, broker, events=True)
+    setup.write(storage={"retention_days": 30})
+    now = int(time.time() * 1000)
+    # days ago -> within retention (the newest half a day old: the prune's clock check)
+    days_ago = {45: False, 40: False, 31: False, 20: True, 0.5: True}
+    storage = Storage(setup.db, commit_interval=0)
+    storage.open()
+    outbox.start_capture(outbox.connect(setup.db))
+    for days in days_ago:  # queued while the broker was away, one commit each, in time order
+        ts = now - int(days * 86_400_000)
+        storage.write([Reading("hue", "seed-1", "Seed", "temperature", "degC", ts, 1.0)], ts, None)
+    storage.close()
+    try:
+        with Subscriber(broker, "homepoll/seed/+/events", client_id="events-watcher") as sub:
+            broker.stop()  # keeps the watcher's session for when it is back
+            daemon = daemons(setup, HOMEPOLL_TEST_PRUNE_EVERY="1")
+            wait_for(lambda: "were never published" in setup.log_text(), timeout=15)
+            broker.start()
+            kept = sorted(now - int(d * 86_400_000) for d, keep in days_ago.items() if keep)
+            wait_for(lambda: _unique_count(sub) >= len(kept), timeout=15)
+            assert daemon.stop() == 0
+            _settled(sub)
+        received = [ts for ts, _ in _received(sub)["homepoll/seed/temperature/events"]]
+    finally:
+        broker.kill()
+    assert sorted(set(received)) == kept  # all within retention, in order; nothing older
+    warnings = [line for line in setup.log_text().splitlines() if "never published" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0]
+    assert " 3 readings older than storage.retention_days" in warnings[0]

@@ -36,7 +36,9 @@ END"""
 _BATCH_SQL = (
     "SELECT o.seq, o.ts, o.value, s.source, s.device_id, s.name, s.metric, s.unit"
     " FROM mqtt_outbox o JOIN sensors s ON s.id = o.sensor_id"
-    " WHERE o.seq > ? ORDER BY o.seq LIMIT ?"
+    # the stored cursor too: the prune may have moved it past old events (drop_older)
+    " WHERE o.seq > max(?, coalesce((SELECT seq FROM mqtt_cursor WHERE id = 1), 0))"
+    " ORDER BY o.seq LIMIT ?"
 )
 
 
