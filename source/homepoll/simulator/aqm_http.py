@@ -63,6 +63,7 @@ class Server(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as nginx's tcp_nodelay: no 40 ms delayed-ACK stall
     server_version = "Server"
     sys_version = ""
     timeout = 30

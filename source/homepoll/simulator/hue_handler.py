@@ -32,6 +32,7 @@ HANDSHAKE_TIMEOUT = 5.0
 
 class HueHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep connections open, as real bridges do
+    disable_nagle_algorithm = True  # as nginx's tcp_nodelay: no 40 ms delayed-ACK stall
     server_version = "nginx"
     sys_version = ""
     _broken = False
