@@ -1,6 +1,8 @@
-"""The architecture's own floor: AsyncIOScheduler + phue-style fetch in a worker thread +
-SQLite executemany in a writer thread, nothing else. What homepoll's design costs per poll
-before any of homepoll's code (retry policy, status.json, alerts) runs.
+"""The architecture's own floor: AsyncIOScheduler + one GET on a kept ``httpx.AsyncClient`` on
+the event loop (DESIGN.md: network calls are asyncio httpx) + SQLite executemany in a writer
+thread, nothing else. What homepoll's design costs per poll before any of homepoll's code
+(retry policy, status.json, alerts) runs. (Before issue 12 the design fetched with http.client
+in a worker thread; the runs before 2026-11-30 session 2 measured that floor.)
 
 ``python bench/_archfloor.py --hue HOST:PORT --key KEY --db FILE [--warmup 5] [--rounds 40]``
 prints one JSON line: CPU per poll (schedstat of all threads; /proc/self/stat as a check).
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import sqlite3
@@ -18,6 +19,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 
+import httpx
 from _floor import hue_rows
 from _proc import cpu_seconds, schedstat_ns
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -34,12 +36,10 @@ async def main_async(args: argparse.Namespace) -> dict:
     def sensor_id(source: str, device: str, metric: str) -> int:
         return ids.setdefault((source, device, metric), len(ids) + 1)
 
-    def fetch() -> dict:
-        conn = http.client.HTTPConnection(args.hue, timeout=10)
-        conn.request("GET", f"/api/{args.key}/sensors")
-        body = conn.getresponse().read()
-        conn.close()
-        return json.loads(body)
+    client = httpx.AsyncClient(base_url=f"http://{args.hue}", timeout=10)
+
+    async def fetch() -> dict:
+        return json.loads((await client.get(f"/api/{args.key}/sensors")).content)
 
     def store(rows: list) -> None:
         db.execute("BEGIN")
@@ -52,7 +52,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     pid = os.getpid()
 
     async def job() -> None:
-        answer = await asyncio.to_thread(fetch)
+        answer = await fetch()
         rows = hue_rows(answer, sensor_id, int(loop.time() * 1000))
         await loop.run_in_executor(writer, store, rows)
         count["n"] += 1
@@ -67,6 +67,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     scheduler.start()
     await done.wait()
     scheduler.shutdown(wait=False)
+    await client.aclose()
     writer.shutdown()
     b, a = marks["before"], marks["after"]
     return {

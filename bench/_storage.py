@@ -248,7 +248,8 @@ def write_rate(sensors: int, polls: int) -> dict:
     daemon does at commit_interval 0), next to executemany of the same rows in one go."""
     with tempfile.TemporaryDirectory(prefix="hpbench-store-") as tmp:
         path = Path(tmp) / "readings.db"
-        storage = Storage(path)
+        # commit_interval 0: Storage's default (300, the shipped one) would only queue in RAM
+        storage = Storage(path, commit_interval=0)
         storage.open()
         metas = _sensor_rows(sensors)
         batches = []
