@@ -77,7 +77,9 @@ def build_table(plan: Any, r: dict) -> tuple[list[list[str]], list[tuple[str, bo
         ok = (cpu <= 0.003 and ratio is not None and ratio <= 2.0) if budget else None
         floor_text = fmt(floor * 1000, " ms (plain loop)") if floor else "—"
         if arch:
-            floor_text += f"; {fmt(arch * 1000, ' ms')} (asyncio + APScheduler + 2 threads)"
+            floor_text += (
+                f"; {fmt(arch * 1000, ' ms')} (APScheduler + httpx.AsyncClient + writer thread)"
+            )
         add(
             label,
             f"{fmt(cpu * 1000, ' ms')} ({fmt(ratio, ' x', 1)})",
@@ -221,7 +223,7 @@ def scale_table(plan: Any, r: dict) -> list[list[str]]:
         lambda s: fmt(med(r["polls"][f"{s}+0"], "floor_cpu_per_poll") * 1000, " ms"),
     )
     line(
-        "  floor with asyncio + APScheduler + 2 threads",
+        "  floor: APScheduler + httpx + writer thread",
         lambda s: fmt(med(r["polls"][f"{s}+0"], "arch_cpu_per_poll") * 1000, " ms"),
     )
     line(
