@@ -90,6 +90,7 @@ def test_every_fault_kind_of_both_collectors(tmp_path, daemons) -> None:
         def run(setup: Setup, name: str, sim, kinds: list[str]) -> None:
             for kind in kinds:
                 seen = len(sim.faults.arrivals)
+                raised_before = setup.log_text().count(f"ALERT {name}:")
                 params = {"seconds": 2} if kind == "slow" else {}
                 sim.faults.queue(kind, **params)
                 wait_for(lambda: sim.faults.pending() == 0, timeout=10)
@@ -99,8 +100,14 @@ def test_every_fault_kind_of_both_collectors(tmp_path, daemons) -> None:
                 found = wait_for(lambda t=hit: _poll_around(setup, name, t + offset), timeout=10)
                 number, outcome, attempts, error = found
                 # status.json is written after the poll's alert handling: wait for this poll.
-                wait_for(lambda n=number: collector_state(setup, name).get("polls", 0) >= n)
-                alert = bool(collector_state(setup, name).get("alert_open"))
+                state = wait_for(
+                    lambda n=number: (s := collector_state(setup, name)).get("polls", 0) >= n and s
+                )
+                alert = bool(state.get("alert_open"))
+                if state["polls"] > number and not alert:
+                    # This thread was slow and a later good poll has cleared the alert already:
+                    # the CRITICAL line the raise logged still says whether this poll raised it.
+                    alert = setup.log_text().count(f"ALERT {name}:") > raised_before
                 with lock:
                     matrix[name][kind] = {
                         "outcome": outcome,
