@@ -4,6 +4,7 @@ The real daemon against the Hue simulator: the bridge stops answering and
 ALERT_HUE_OFFLINE.txt appears only after alerts.offline_after, then clears when it is back;
 a dimmer at 10 % raises ALERT_BATTERY_LOW.txt, cleared when its battery is replaced. Both run
 alerts.command on raise and clear, once each, and `status` and the dashboard show them.
+Both at the shipped defaults (commit_interval 300: readings wait in RAM and the spool).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from homepoll.watch import notices
-from tests.conftest import wait_for
+from tests.conftest import shipped_defaults, wait_for
 from tests.web_support import collectors, get
 
 
@@ -38,6 +39,7 @@ def test_offline_alert_after_offline_after_and_cleared_on_return(
 ) -> None:
     setup = setup_factory(hue=hue_sim)
     setup.write(alerts={"offline_after": 3, "command": _command(setup)})
+    shipped_defaults(setup)  # the alert promise at the defaults a user gets (commit_interval 300)
     daemons(setup)
     alert = setup.data / "ALERT_HUE_OFFLINE.txt"
     wait_for(lambda: collectors(setup).get("hue", {}).get("last_success"), timeout=15)
@@ -63,6 +65,7 @@ def test_offline_alert_after_offline_after_and_cleared_on_return(
 def test_battery_low_raised_updated_and_cleared(hue_sim, setup_factory, daemons) -> None:
     setup = setup_factory(hue=hue_sim)
     setup.write(alerts={"battery_low": 15, "command": _command(setup)})
+    shipped_defaults(setup)
     daemons(setup)
     alert = setup.data / "ALERT_BATTERY_LOW.txt"
     wait_for(lambda: collectors(setup).get("hue", {}).get("polls", 0) >= 2, timeout=15)
