@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from homepoll.simulator.aqm_api import AqmApiSimulator
-from tests.conftest import assert_every_served_stored_once, wait_for
+from tests.conftest import assert_every_served_stored_once, shipped_defaults, wait_for
 
 ALERT = "ALERT_TOKEN_REFRESH_NEEDED.txt"
 METRICS = {
@@ -91,9 +91,9 @@ def test_each_auth_signal_raises_the_alert_after_one_attempt(
 def test_fresh_cookies_file_clears_the_alert_without_restart_or_signal(
     aqm_sim, setup_factory, daemons
 ) -> None:
-    setup = setup_factory(aqm=aqm_sim)
+    setup = shipped_defaults(setup_factory(aqm=aqm_sim))  # commit_interval 300
     daemon = daemons(setup)
-    wait_for(lambda: setup.row_count() > 0)
+    wait_for(lambda: setup.row_count() > 0)  # the first poll is committed at once
     aqm_sim.set_cookies()  # the session expires: homepoll's jar is now rejected
     alert = setup.data / ALERT
     wait_for(alert.exists, timeout=10)

@@ -22,7 +22,8 @@ from homepoll.config import load_config
 from homepoll.poller import CollectorRunner, StorageWriter
 from homepoll.simulator.aqm_api import AqmApiSimulator
 from homepoll.storage import Storage
-from tests.conftest import wait_for
+from tests.conftest import shipped_defaults, wait_for
+from tests.reliability_support import collector_state
 
 ALERT = "ALERT_TOKEN_REFRESH_NEEDED.txt"
 DAY = 86_400
@@ -149,7 +150,7 @@ def test_set_cookie_on_answers_is_kept_and_saved(setup_factory) -> None:
 
 def test_revoked_token_raises_one_alert_and_a_new_token_clears_it(setup_factory, daemons) -> None:
     with AqmApiSimulator(update_period=1.0, monitors=1) as sim:
-        setup = _token_setup(setup_factory, sim)
+        setup = shipped_defaults(_token_setup(setup_factory, sim))  # commit_interval 300
         daemon = daemons(setup)
         wait_for(lambda: setup.row_count() > 0)
         sim.cookie_lifetime(requests=0)  # the cookies die: renewal needed...
@@ -159,8 +160,8 @@ def test_revoked_token_raises_one_alert_and_a_new_token_clears_it(setup_factory,
         text = alert.read_text()
         assert "homepoll amazon-login" in text
         assert "refused the refresh token" in text
-        polls = setup.query("SELECT count(*) FROM polls")[0][0]
-        wait_for(lambda: setup.query("SELECT count(*) FROM polls")[0][0] >= polls + 2)
+        polls = collector_state(setup, "amazon_aqm")["polls"]
+        wait_for(lambda: collector_state(setup, "amazon_aqm")["polls"] >= polls + 2)
         sim.cookie_lifetime()  # a new token gives working cookies again
         result = setup.cli("amazon-login", "--refresh-token", "-", input=sim.auth.issue_token())
         assert result.returncode == 0, result.stderr

@@ -16,10 +16,12 @@ import pytest
 
 from homepoll.config import ConfigError, load_config
 from homepoll.cookies import load_cookie_file
-from tests.conftest import Setup, wait_for
+from tests.conftest import Setup, shipped_defaults, wait_for
+from tests.reliability_support import collector_state
 
 HUE_ALERT = "ALERT_HUE_AUTH_NEEDED.txt"
 AQM_ALERT = "ALERT_TOKEN_REFRESH_NEEDED.txt"
+COLLECTORS = ("hue", "amazon_aqm")
 KEY = "Zk3hQ9vLr2XwYb7TtN4mPq8sJd6cEa1fGu5oHiWx"
 
 
@@ -29,9 +31,14 @@ def rows_of(setup: Setup, source: str) -> int:
 
 
 def keeps_polling(setup: Setup, source: str) -> None:
-    """``source`` stores new rows from now on (its collector was not held up)."""
-    before = rows_of(setup, source)
-    wait_for(lambda: rows_of(setup, source) > before, timeout=10)
+    """``source`` has good polls from now on (its collector was not held up). Read from
+    status.json: at the shipped commit_interval the readings wait for their commit."""
+    before = collector_state(setup, source).get("last_success")
+    wait_for(
+        lambda: (s := collector_state(setup, source)).get("state") == "ok"
+        and s.get("last_success") != before,
+        timeout=10,
+    )
 
 
 def within(seconds: float, call: Callable[[], Any]) -> Any:
@@ -59,20 +66,23 @@ def within(seconds: float, call: Callable[[], Any]) -> Any:
 def test_a_fifo_or_dev_zero_cookie_file_is_an_auth_alert_not_a_hang(
     hue_sim, aqm_sim, setup_factory, daemons
 ) -> None:
-    setup = setup_factory(hue=hue_sim, aqm=aqm_sim)
+    setup = shipped_defaults(setup_factory(hue=hue_sim, aqm=aqm_sim))
     cookies = setup.data / "amazon_cookies.json"
     alert = setup.data / AQM_ALERT
     daemon = daemons(setup)
-    wait_for(lambda: rows_of(setup, "amazon_aqm") > 0 and rows_of(setup, "hue") > 0)
+    # Both polled well (only the daemon's first write is committed at once at the defaults).
+    wait_for(lambda: all(collector_state(setup, n).get("state") == "ok" for n in COLLECTORS))
 
     cookies.unlink()
     os.mkfifo(cookies, 0o600)  # nobody ever writes to it: a plain read blocks forever
     wait_for(lambda: alert.exists() and "FIFO" in alert.read_text(), timeout=10)
     keeps_polling(setup, "hue")
     assert daemon.alive()
+    hue_rows = rows_of(setup, "hue")
     started = time.monotonic()
     assert daemon.stop() == 0
     assert time.monotonic() - started < 5
+    assert rows_of(setup, "hue") > hue_rows  # the stop committed what the polls read
 
     # A restart with the file still bad starts (no exit 78) and polls the bridge.
     cookies.unlink()
@@ -146,7 +156,7 @@ def test_huge_key_and_cookie_files_are_refused_with_their_size(tmp_path: Path) -
 def test_a_missing_or_deleted_key_is_the_hue_alert_while_amazon_polls_on(
     hue_sim, aqm_sim, setup_factory, daemons
 ) -> None:
-    setup = setup_factory(hue=hue_sim, aqm=aqm_sim)
+    setup = shipped_defaults(setup_factory(hue=hue_sim, aqm=aqm_sim))
     key_file = setup.data / "hue_username"
     key_file.unlink()
     alert = setup.data / HUE_ALERT

@@ -15,9 +15,10 @@ import pytest
 
 from homepoll.model import SensorKey
 from homepoll.mqtt.state import TopicBook
-from tests.conftest import Setup, served_map, wait_for
+from tests.conftest import Setup, served_map, shipped_defaults, wait_for
 from tests.ha_discovery_facts import check_config
 from tests.mqtt_support import PASSWORD, USER, Broker, Subscriber, needs_mosquitto
+from tests.reliability_support import collector_state
 
 pytestmark = needs_mosquitto
 
@@ -182,12 +183,14 @@ def test_a_wrong_password_is_one_error_then_an_alert_and_polling_goes_on(
     wrong = "Wrong-Passw0rd-xyz"
     setup = setup_factory(hue=hue_sim)
     mqtt_setup(setup, broker, password=wrong)
-    setup.write(alerts={"offline_after": 1}, storage={"commit_interval": 0})
+    setup.write(alerts={"offline_after": 1})
+    shipped_defaults(setup)  # commit_interval 300: polls queue readings for the next commit
     daemon = daemons(setup)
     alert = setup.data / "ALERT_MQTT_OFFLINE.txt"
     wait_for(alert.exists, timeout=15)
     rows_then = setup.row_count()
-    wait_for(lambda: setup.row_count() > rows_then, timeout=10)  # polling and storing go on
+    polls_then = collector_state(setup, "hue")["polls"]
+    wait_for(lambda: collector_state(setup, "hue")["polls"] >= polls_then + 2, timeout=10)
     status = setup.cli("status")
     assert "NOT connected" in status.stdout
     assert "homepoll_mqtt_connected 0.0" in httpx.get(setup.web_url + "metrics").text
@@ -200,6 +203,7 @@ def test_a_wrong_password_is_one_error_then_an_alert_and_polling_goes_on(
     (setup.data / "mqtt_password").write_text(PASSWORD + "\n")
     wait_for(lambda: not alert.exists(), timeout=20)
     assert daemon.stop() == 0
+    assert setup.row_count() > rows_then  # polling and storing went on (the stop committed)
     outputs = [
         setup.log_text(),
         daemon.stderr(),
