@@ -35,8 +35,10 @@ def keeps_polling(setup: Setup, source: str) -> None:
     status.json: at the shipped commit_interval the readings wait for their commit."""
     before = collector_state(setup, source).get("last_success")
     wait_for(
-        lambda: (s := collector_state(setup, source)).get("state") == "ok"
-        and s.get("last_success") != before,
+        lambda: (
+            (s := collector_state(setup, source)).get("state") == "ok"
+            and s.get("last_success") != before
+        ),
         timeout=10,
     )
 
