@@ -177,6 +177,26 @@ def test_hostile_sensor_names_never_make_an_invalid_or_escaping_topic(
     assert any("\\x1b[31mred" in name for name in names)  # the rename reached HA
 
 
+def test_status_follows_the_broker_link_between_polls(
+    hue_sim, setup_factory, daemons, broker: Broker
+) -> None:
+    """At the shipped interval (60 s) one poll happens in this test: `status` still says at
+    once when the broker link comes up, goes down and comes back."""
+    setup = setup_factory(hue=hue_sim)
+    mqtt_setup(setup, broker)
+    setup.write(collectors={"hue": {"interval": 60}})
+    shipped_defaults(setup)
+    daemon = daemons(setup)
+    connected = "MQTT: connected to 127.0.0.1"
+    wait_for(lambda: connected in setup.cli("status").stdout, timeout=10)
+    broker.stop()
+    wait_for(lambda: "MQTT: NOT connected to 127.0.0.1" in setup.cli("status").stdout, timeout=10)
+    broker.start()
+    wait_for(lambda: connected in setup.cli("status").stdout, timeout=15)  # backoff 1, 2, 4 s
+    assert collector_state(setup, "hue")["polls"] == 1  # no poll wrote any of it
+    assert daemon.stop() == 0
+
+
 def test_a_wrong_password_is_one_error_then_an_alert_and_polling_goes_on(
     hue_sim, setup_factory, daemons, broker: Broker
 ) -> None:

@@ -90,7 +90,7 @@ class Daemon:
             ),
         )
         self._status.update_storage(**self._writer.stats())
-        self._mqtt = await mqtt_feature.start(self.config)  # before the first poll
+        self._mqtt = await mqtt_feature.start(self.config, self._mqtt_changed)  # before polls
         self._web = await web.start(self)  # its imports, too, before polls have a cadence
         self._clock_watch.check()  # start from the clock as it is now
         self._scheduler = ClockAwareScheduler(
@@ -264,6 +264,12 @@ class Daemon:
         if job is None or job.next_run_time is None:
             return None
         return job.next_run_time.timestamp()
+
+    async def _mqtt_changed(self, status) -> None:
+        """The broker link came up or went down: status.json says so now, not a poll later."""
+        if self._status is not None:
+            self._status.update_section("mqtt", status.as_dict())
+            await asyncio.to_thread(self._status.write)
 
     def _notify_status(self) -> None:
         parts = [f"{r.name} {r.state}" for r in self.runners.values()]

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 
-async def start(config: Any) -> Any:
+async def start(config: Any, on_change: Any = None) -> Any:
     """The running MQTT service, or None with MQTT off (then aiomqtt is never imported).
+
+    ``on_change(status)`` is awaited whenever the broker link comes up or goes down.
 
     With events off the outbox trigger is dropped, so a reading costs nothing extra.
     """
@@ -27,7 +29,7 @@ async def start(config: Any) -> Any:
             return None
         from homepoll.mqtt.service import MqttService
 
-        service = MqttService(config)
+        service = MqttService(config, on_change)
         await service.start()
         return service
     except Exception:  # MQTT is an extra: polling and storing go on without it

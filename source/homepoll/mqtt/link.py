@@ -92,6 +92,7 @@ class BrokerLink:
         alert: OfflineAlert | None,
         on_up: Callable[[], Awaitable[None]],
         on_ha_online: Callable[[], None],
+        on_change: Callable[[MqttStatus], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.identifier = identifier
@@ -99,6 +100,7 @@ class BrokerLink:
         self.alert = alert
         self.on_up = on_up
         self.on_ha_online = on_ha_online
+        self.on_change = on_change  # the link came up or went down (status.json says so)
         self.client: aiomqtt.Client | None = None
         self.up = asyncio.Event()
         self._lost = asyncio.Event()  # set when the current session ends; fresh per session
@@ -194,6 +196,8 @@ class BrokerLink:
         )
         if self.alert is not None:
             await asyncio.to_thread(self.alert.connected)
+        if self.on_change is not None:
+            await self.on_change(self.status)
         self.up.set()
         task = asyncio.get_running_loop().create_task(self.on_up())
         self._tasks.add(task)
@@ -202,6 +206,7 @@ class BrokerLink:
     async def _went_down(self, error: BaseException) -> None:
         message, needs_person = describe(error, self.status.broker)
         was_up = self.status.connected
+        changed = was_up or message != self._logged_problem
         self.status.connected = False
         self.status.last_error = message
         if was_up or self.status.since is None:
@@ -214,6 +219,8 @@ class BrokerLink:
             log.debug("%s (still)", message)
         if self.alert is not None:
             await asyncio.to_thread(self.alert.failed, message)
+        if changed and self.on_change is not None:
+            await self.on_change(self.status)
 
     async def publish(
         self, client: aiomqtt.Client, messages: list[tuple[str, bytes, bool]]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ def _report_crash(task: asyncio.Task) -> None:
 
 
 class MqttService:
-    def __init__(self, config: Any) -> None:
+    def __init__(
+        self, config: Any, on_change: Callable[[MqttStatus], Awaitable[None]] | None = None
+    ) -> None:
         settings = config.mqtt
         self.config = config
         self.db_path = Path(config.storage.path)
@@ -70,6 +73,7 @@ class MqttService:
             alert=alert,
             on_up=self._on_up,
             on_ha_online=self._on_ha_online,
+            on_change=on_change,
         )
         self.state = StatePublisher(
             self.link,
